@@ -1,0 +1,211 @@
+"""Decoupled neural interfaces: the edge between an upstream and a downstream module.
+
+``BackwardInterface`` (synthetic gradient, paper section 3). Upstream module ``f_i`` has just
+produced ``h_i``. The interface asks its synthesizer ``M`` for ``δ̂_i = M(h_i, c)`` and injects
+``scale · δ̂_i`` into upstream's autograd graph, so upstream can update at once (update
+unlocking). Downstream receives a *message*: ``h_i`` detached from upstream's graph. When
+downstream later back-propagates (the true loss, or its own synthetic gradient: bootstrapping),
+the gradient ``δ_i`` that arrives at the message becomes the synthesizer's regression target:
+
+    L_M = ‖δ̂_i − δ_i‖² / B        (sum over features, mean over the batch)
+
+``ForwardInterface`` (synthetic input, paper section 3.3) is the same idea run forwards: its
+synthesizer predicts the message ``h_{i-1}`` that downstream would receive, from the network
+input, so downstream need not wait for upstream's forward pass either.
+
+Both interfaces hold their own optimiser, keep their pending predictions in explicit state (a
+FIFO, one entry per prediction awaiting its target) and act as the identity in eval mode.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+INTERFACE_MODES = ("dni", "warmup", "off")
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+
+
+def _adam(lr: float) -> OptimizerFactory:
+    return lambda params: torch.optim.Adam(params, lr=lr)
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in INTERFACE_MODES:
+        raise ValueError(f"mode={mode!r} is unknown: expected one of {INTERFACE_MODES}")
+    return mode
+
+
+def synthesizer_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """‖prediction − target‖² summed over every non-batch dimension, divided by the batch size.
+
+    The batch is dimension 0 of ``prediction``; a (T, B, H) tensor must be given as (B, ...).
+    """
+    if prediction.shape != target.shape:
+        raise ValueError(f"target shape {tuple(target.shape)} != prediction shape {tuple(prediction.shape)}")
+    return (prediction - target.detach()).pow(2).sum() / prediction.shape[0]
+
+
+class BackwardInterface(nn.Module):
+    """Synthetic-gradient interface on the edge from an upstream to a downstream module.
+
+    mode: ``dni`` injects the synthetic gradient and trains the synthesizer; ``warmup`` trains
+    the synthesizer but injects nothing; ``off`` does neither (the edge just cuts the graph).
+    scale: factor on the injected gradient (``scale · δ̂``); the synthesizer still predicts δ.
+    """
+
+    def __init__(
+        self,
+        synthesizer: nn.Module,
+        lr: float = 1e-4,
+        scale: float = 1.0,
+        mode: str = "dni",
+        optimizer: OptimizerFactory | None = None,
+    ) -> None:
+        super().__init__()
+        if not lr > 0:
+            raise ValueError(f"lr={lr!r} is invalid: expected a positive number")
+        self.synthesizer = synthesizer
+        self.scale = float(scale)
+        self.mode = _check_mode(mode)
+        params = [p for p in synthesizer.parameters() if p.requires_grad]
+        self.optimizer = (optimizer or _adam(lr))(params) if params else None
+        self._pending: deque[tuple[torch.Tensor, torch.Tensor | None]] = deque()
+        self.last_loss = float("nan")  # the most recent synthesizer loss L_M
+        self.n_updates = 0  # synthesizer updates so far
+
+    @property
+    def pending(self) -> int:
+        """Predictions still waiting for their target."""
+        return len(self._pending)
+
+    def set_mode(self, mode: str) -> None:
+        self.mode = _check_mode(mode)
+
+    def synthetic_gradient(self, trigger: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """δ̂ = M(trigger, context), with a graph into the synthesizer only (trigger detached)."""
+        return self.synthesizer(trigger.detach(), context)
+
+    def inject(self, h: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """A scalar whose gradient with respect to ``h`` is ``scale · δ̂`` (zero in warm-up).
+
+        Add it to upstream's loss before its backward pass (recurrent use: the truncation
+        boundary). The prediction is queued for ``update(target)``.
+        """
+        if not self.training or self.mode == "off":
+            return h.new_zeros(())
+        pred = self.synthetic_gradient(h, context)  # δ̂: (B, *h.shape[1:])
+        self._pending.append((pred, None))
+        s = self.scale if self.mode == "dni" else 0.0
+        return (h * (s * pred.detach())).sum()  # ∂/∂h = s·δ̂
+
+    def send(self, h: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Feed-forward use: back-propagate ``scale · δ̂`` into upstream now, return the message.
+
+        After this call upstream's parameters hold their (synthetic) gradients and upstream may
+        step. The returned message is ``h`` cut from upstream's graph; whatever gradient
+        downstream sends back to it is the target of the next ``update()``.
+        In eval mode the interface is the identity and returns ``h`` itself.
+        """
+        if not self.training:
+            return h
+        if self.mode == "off":
+            return h.detach()
+        pred = self.synthetic_gradient(h, context)  # δ̂
+        if self.mode == "dni" and h.requires_grad:
+            h.backward(self.scale * pred.detach())  # upstream receives s·δ̂ (update unlocked)
+        message = h.detach().requires_grad_()
+        self._pending.append((pred, message))
+        return message
+
+    def update(self, target: torch.Tensor | None = None) -> float:
+        """Regress the oldest pending prediction onto the gradient that arrived for it.
+
+        target: the gradient δ with respect to the trigger; by default the gradient that
+        downstream has accumulated in the message returned by ``send``.
+        Returns the synthesizer loss ‖δ̂ − δ‖² / B.
+        """
+        if not self._pending:
+            raise RuntimeError("update() called with no pending prediction: call send() or inject() first")
+        pred, message = self._pending.popleft()
+        if target is None:
+            if message is None:
+                raise ValueError("target is required for a prediction made by inject()")
+            if message.grad is None:
+                raise RuntimeError("no gradient has reached the message yet: run downstream's backward first")
+            target = message.grad
+        loss = synthesizer_loss(pred, target)
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        self.last_loss = loss.item()
+        self.n_updates += 1
+        return self.last_loss
+
+    def discard(self) -> None:
+        """Drop every pending prediction (e.g. a layer skipped its update this step)."""
+        self._pending.clear()
+
+
+class ForwardInterface(nn.Module):
+    """Synthetic-input interface: predicts the message downstream would receive.
+
+    Downstream computes with ``synthetic_input(x)`` instead of waiting for upstream; once the real
+    message ``h`` exists, ``update(h)`` regresses the synthesizer onto it:
+
+        L_I = ‖ĥ − h‖² / B
+    """
+
+    def __init__(
+        self,
+        synthesizer: nn.Module,
+        lr: float = 1e-4,
+        mode: str = "dni",
+        optimizer: OptimizerFactory | None = None,
+    ) -> None:
+        super().__init__()
+        if not lr > 0:
+            raise ValueError(f"lr={lr!r} is invalid: expected a positive number")
+        self.synthesizer = synthesizer
+        self.mode = _check_mode(mode)
+        params = [p for p in synthesizer.parameters() if p.requires_grad]
+        self.optimizer = (optimizer or _adam(lr))(params) if params else None
+        self._pending: deque[torch.Tensor] = deque()
+        self.last_loss = float("nan")
+        self.n_updates = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def set_mode(self, mode: str) -> None:
+        self.mode = _check_mode(mode)
+
+    def synthetic_input(self, source: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """ĥ = I(source, context), detached: a message downstream can use at once."""
+        pred = self.synthesizer(source.detach(), context)
+        if self.training and self.mode != "off":
+            self._pending.append(pred)
+        return pred.detach()
+
+    def update(self, target: torch.Tensor) -> float:
+        """Regress the oldest pending prediction onto the real message ``target``."""
+        if not self._pending:
+            raise RuntimeError("update() called with no pending prediction: call synthetic_input() first")
+        pred = self._pending.popleft()
+        loss = synthesizer_loss(pred, target)
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        self.last_loss = loss.item()
+        self.n_updates += 1
+        return self.last_loss
+
+    def discard(self) -> None:
+        self._pending.clear()
