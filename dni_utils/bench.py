@@ -1,0 +1,78 @@
+"""Benchmark: the cost of a training step with Bprop, DNI and cDNI on the same MLP.
+
+    python -m dni_utils.bench [--depth 3] [--width 256] [--batch 256] [--rounds 7] [--steps 30]
+
+The methods run in one process, interleaved round by round (so that a slow spell of the machine
+hits every method alike), on random MNIST-shaped data. Prints the median milliseconds per step
+and the ratio to Bprop. Target: a DNI step with a linear synthesizer costs at most 1.3x a Bprop
+step. This is a benchmark, not a test: it prints figures and never fails on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from .ff import FFConfig, FFTrainer
+
+TARGET = 1.3
+
+
+def _variants(depth: int, width: int, batch: int) -> dict[str, FFConfig]:
+    base = dict(depth=depth, width=width, batch_size=batch, lr=1e-4, steps=10**6)
+    return {
+        "bprop": FFConfig(method="bprop", **base),
+        "dni (linear synth)": FFConfig(method="dni", synth_kind="linear", **base),
+        "cdni (linear synth)": FFConfig(method="cdni", csynth_kind="linear", **base),
+        "dni (2x1024 synth, paper)": FFConfig(method="dni", synth_kind="mlp", synth_hidden_layers=2, **base),
+    }
+
+
+def run(depth: int = 3, width: int = 256, batch: int = 256, rounds: int = 7, steps: int = 30) -> dict[str, float]:
+    """Median ms per step for each variant."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 1, 28, 28, generator=gen)
+    y = torch.randint(0, 10, (batch,), generator=gen)
+    trainers = {name: FFTrainer(cfg, (1, 28, 28), 10) for name, cfg in _variants(depth, width, batch).items()}
+    for t in trainers.values():  # warm-up: allocator, Adam state
+        t.train()
+        for _ in range(5):
+            t.step(x, y)
+    times: dict[str, list[float]] = {name: [] for name in trainers}
+    for _ in range(rounds):
+        for name, t in trainers.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                t.step(x, y)
+            times[name].append((time.perf_counter() - start) / steps * 1e3)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Time Bprop, DNI and cDNI training steps on one MLP.")
+    p.add_argument("--depth", type=int, default=3, help="hidden layers")
+    p.add_argument("--width", type=int, default=256, help="units per hidden layer")
+    p.add_argument("--batch", type=int, default=256, help="batch size")
+    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
+    p.add_argument("--steps", type=int, default=30, help="steps per method per round")
+    a = p.parse_args(argv)
+    print(
+        f"MLP {a.depth}x{a.width}, batch {a.batch}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {a.rounds} rounds x {a.steps} steps"
+    )
+    ms = run(a.depth, a.width, a.batch, a.rounds, a.steps)
+    base = ms["bprop"]
+    print(f"{'method':<28}{'ms/step':>10}{'x bprop':>10}")
+    for name, v in ms.items():
+        print(f"{name:<28}{v:>10.2f}{v / base:>10.2f}")
+    ratio = ms["dni (linear synth)"] / base
+    verdict = "met" if ratio <= TARGET else "NOT met"
+    print(f"target: DNI (linear synth) step <= {TARGET}x Bprop step: {ratio:.2f}x, {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

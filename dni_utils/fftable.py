@@ -1,0 +1,123 @@
+"""The feed-forward table (notebooks 01 and 02): run a grid of (arch, depth, method), turn it into
+curves, a table, the paper-vs-reproduced rows and the paper's qualitative claims."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .data import Dataset
+from .ff import METHOD_LABELS, METHODS, FFConfig, FFRun, train_ff
+
+ARCH_LABELS = {"fcn": "FCN", "cnn": "CNN"}
+
+#: FFConfig fields a profile table may set.
+_CONFIG_KEYS = (
+    "width", "steps", "batch_size", "lr", "synth_lr", "synth_kind", "synth_hidden_layers", "synth_hidden",
+    "csynth_kind", "csynth_hidden_layers", "grad_scale", "log_every",
+)
+
+
+def check_methods(methods: list[str]) -> list[str]:
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"methods={methods!r} is invalid: expected a non-empty subset of {METHODS}")
+    return list(methods)
+
+
+def config_for(settings: dict, arch: str, depth: int, method: str, seed: int) -> FFConfig:
+    """The FFConfig of one cell of the grid; ``settings[arch]`` may override per-architecture sizes."""
+    values = {k: settings[k] for k in _CONFIG_KEYS if k in settings}
+    values.update({k: v for k, v in settings.get(arch, {}).items() if k in _CONFIG_KEYS})
+    return FFConfig(method=method, arch=arch, depth=depth, seed=seed, **values).validate()
+
+
+def run_grid(
+    settings: dict, data: Dataset, archs: list[str], depths: list[int], methods: list[str], seed: int,
+    progress: bool = True,
+) -> dict[tuple[str, int, str], FFRun]:
+    """Train every (arch, depth, method) with the same seed; returns the runs keyed by the triple."""
+    check_methods(methods)
+    for depth in depths:
+        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
+            raise ValueError(f"depths={depths!r} is invalid: expected positive integers")
+    runs = {}
+    for arch in archs:
+        for depth in depths:
+            for method in methods:
+                cfg = config_for(settings, arch, depth, method, seed)
+                desc = f"{ARCH_LABELS.get(arch, arch)} {depth} layers {METHOD_LABELS[method]}"
+                runs[(arch, depth, method)] = train_ff(cfg, data, progress=progress, desc=desc)
+    return runs
+
+
+def curves_frame(runs: dict[tuple[str, int, str], FFRun]) -> pd.DataFrame:
+    """Long table: one row per (arch, depth, method, logged step)."""
+    rows = [
+        {
+            "arch": ARCH_LABELS.get(arch, arch), "layers": depth, "method": METHOD_LABELS[method],
+            "step": h["step"], "test error (%)": 100 * h["test_error"], "train loss": h["train_loss"],
+        }
+        for (arch, depth, method), run in runs.items()
+        for h in run.history
+    ]
+    return pd.DataFrame(rows)
+
+
+def final_errors(runs: dict[tuple[str, int, str], FFRun]) -> pd.DataFrame:
+    """Final test error (%) with rows (arch, method) and one column per depth, as in the paper."""
+    rows = [
+        {"arch": ARCH_LABELS.get(a, a), "method": METHOD_LABELS[m], "layers": d, "error": 100 * r.test_error}
+        for (a, d, m), r in runs.items()
+    ]
+    table = pd.DataFrame(rows).pivot_table(index=["arch", "method"], columns="layers", values="error")
+    order = [METHOD_LABELS[m] for m in METHODS]
+    return table.reindex(sorted(table.index, key=lambda am: (am[0], order.index(am[1]))))
+
+
+def claims(
+    runs: dict[tuple[str, int, str], FFRun], near_points: float, nobprop_margin: float, cdni_slack: float,
+) -> dict[str, bool]:
+    """The paper's qualitative claims, judged on the final test errors (in percentage points):
+
+    - ``dni_near_bprop`` / ``cdni_near_bprop``: error within ``near_points`` of Bprop's, every cell;
+    - ``cdni_at_least_dni``: cDNI's error at most DNI's + ``cdni_slack``, every cell;
+    - ``nobprop_far_worse``: No Bprop's error at least ``nobprop_margin`` above Bprop's, every cell;
+    - ``nobprop_worse_with_depth``: No Bprop's error at the largest depth above that at the smallest.
+
+    A claim whose methods were not run is left out.
+    """
+    err = {k: 100 * r.test_error for k, r in runs.items()}
+    cells = sorted({(a, d) for a, d, _ in runs})
+    have = {m for _, _, m in runs}
+    out: dict[str, bool] = {}
+    if {"dni", "bprop"} <= have:
+        out["dni_near_bprop"] = all(err[(a, d, "dni")] - err[(a, d, "bprop")] <= near_points for a, d in cells)
+    if {"cdni", "bprop"} <= have:
+        out["cdni_near_bprop"] = all(err[(a, d, "cdni")] - err[(a, d, "bprop")] <= near_points for a, d in cells)
+    if {"cdni", "dni"} <= have:
+        out["cdni_at_least_dni"] = all(err[(a, d, "cdni")] <= err[(a, d, "dni")] + cdni_slack for a, d in cells)
+    if {"nobprop", "bprop"} <= have:
+        out["nobprop_far_worse"] = all(
+            err[(a, d, "nobprop")] - err[(a, d, "bprop")] >= nobprop_margin for a, d in cells
+        )
+        depths = sorted({d for _, d in cells})
+        if len(depths) > 1:
+            archs = sorted({a for a, _ in cells})
+            out["nobprop_worse_with_depth"] = all(
+                err[(a, depths[-1], "nobprop")] > err[(a, depths[0], "nobprop")] for a in archs
+            )
+    return out
+
+
+def paper_rows(runs: dict[tuple[str, int, str], FFRun], paper: dict[tuple[str, str], str]) -> list[dict]:
+    """Rows for the README: the reproduced final error beside the paper's value (``paper[(arch, method)]``)."""
+    return [
+        {
+            "setting": f"{ARCH_LABELS.get(a, a)}, {d} layers",
+            "method": METHOD_LABELS[m],
+            "metric": "test error (%)",
+            "paper": paper.get((a, m)),
+            "reproduced": 100 * r.test_error,
+        }
+        for (a, d, m), r in runs.items()
+    ]

@@ -1,0 +1,109 @@
+"""Generate the README's results table and notebook index.
+
+    python -m dni_utils.readme            # rewrite README.md in place
+    python -m dni_utils.readme --check    # exit 1 if README.md is not up to date
+
+The table comes from ``results/*.json`` and the index from ``notebooks/*.ipynb``; they sit between
+``<!-- results:start -->`` / ``<!-- results:end -->`` and ``<!-- index:start -->`` /
+``<!-- index:end -->`` and are never edited by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .results import load_results
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def _data(result: dict) -> str:
+    d = result["data"]
+    text = f"{d['dataset']} ({d['n_train']:,} train / {d['n_test']:,} test)"
+    if d.get("synthetic"):
+        text += ", synthetic stand-in"
+    elif d.get("reduced"):
+        text += ", reduced"
+    return text
+
+
+def results_table(results: list[dict]) -> str:
+    if not results:
+        return "_No results yet: run `make figures`._\n"
+    lines = []
+    for r in results:
+        held = [k for k, v in r["claims"].items() if v]
+        failed = [k for k, v in r["claims"].items() if not v]
+        lines.append(f"**{r['notebook']}** · profile `{r['profile']}` · data: {_data(r)}  ")
+        lines.append(f"Claim: {r['claim']}  ")
+        status = f"checks held: {', '.join(held) or 'none'}"
+        if failed:
+            status += f"; **did not hold: {', '.join(failed)}**"
+        lines.append(status + "\n")
+        lines.append("| setting | method | metric | paper | reproduced |")
+        lines.append("|---|---|---|---|---|")
+        for row in r["rows"]:
+            lines.append(
+                f"| {row['setting']} | {row['method']} | {row['metric']} | "
+                f"{_fmt(row.get('paper'))} | {_fmt(row.get('reproduced'))} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def notebook_index(notebooks_dir: Path) -> str:
+    lines = ["| notebook | result |", "|---|---|"]
+    for nb_path in sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb")):
+        nb = json.loads(nb_path.read_text())
+        title = nb_path.stem
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "markdown":
+                first = "".join(cell["source"]).strip().splitlines()[0]
+                title = first.lstrip("# ").strip()
+                break
+        lines.append(f"| [`{nb_path.name}`](notebooks/{nb_path.name}) | {title} |")
+    return "\n".join(lines) + "\n"
+
+
+def _replace(text: str, name: str, body: str) -> str:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"README has no {start} ... {end} block")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}{end}{tail}"
+
+
+def render(root: Path) -> str:
+    text = (root / "README.md").read_text()
+    text = _replace(text, "results", results_table(load_results(root / "results")))
+    return _replace(text, "index", notebook_index(root / "notebooks"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path("."), help="repository root")
+    parser.add_argument("--check", action="store_true", help="exit 1 if README.md is out of date")
+    args = parser.parse_args(argv)
+    new = render(args.root)
+    readme = args.root / "README.md"
+    if args.check:
+        if readme.read_text() != new:
+            print("README.md is out of date: run `make readme`", file=sys.stderr)
+            return 1
+        return 0
+    readme.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
