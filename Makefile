@@ -1,0 +1,52 @@
+# make test      set up .venv (first time) and run the unit tests and every notebook at the smoke profile
+# make figures   run every notebook through papermill (PROFILE=smoke|cpu|paper, default cpu), then the README
+# make bench     time Bprop / DNI / cDNI training steps
+# make readme    regenerate the README's results table and notebook index from results/ and notebooks/
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PROFILE ?= cpu
+PY := $(VENV)/bin/python
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+SMOKE := build/smoke
+export PYTHONHASHSEED := 0
+
+.PHONY: test figures bench readme clean venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[notebooks,test]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (dni)" >/dev/null
+	touch $@
+
+# Unit tests, then each notebook prepared at the smoke profile (papermill --prepare-only injects the
+# parameters) and executed and checked by nbval; warnings are errors in both.
+test: venv
+	rm -rf $(SMOKE) && mkdir -p $(SMOKE)
+	for nb in $(NOTEBOOKS); do \
+	  $(VENV)/bin/papermill --prepare-only --log-level WARNING "$$nb" "$(SMOKE)/$$(basename $$nb)" \
+	    -p profile smoke -p progress False \
+	    -p results_dir "$(CURDIR)/$(SMOKE)/results" -p figures_dir "$(CURDIR)/$(SMOKE)/figures" || exit 1; \
+	done
+	PYTHONWARNINGS=error MPLBACKEND=Agg $(PY) -m pytest tests $(SMOKE) --nbval-lax -p no:cacheprovider
+
+figures: venv
+	@mkdir -p build/$(PROFILE)
+	for nb in $(NOTEBOOKS); do \
+	  $(VENV)/bin/papermill "$$nb" "build/$(PROFILE)/$$(basename $$nb)" --cwd notebooks \
+	    -p profile $(PROFILE) || exit 1; \
+	done
+	$(PY) -m dni_utils.readme
+
+bench: venv
+	$(PY) -m dni_utils.bench
+
+readme: venv
+	$(PY) -m dni_utils.readme
+
+clean:
+	rm -rf build
