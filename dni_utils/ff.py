@@ -226,7 +226,9 @@ def train_ff(cfg: FFConfig, data: Dataset, progress: bool = True, desc: str | No
     """
     trainer = FFTrainer(cfg, data.shape, data.n_classes)
     sampler = BatchSampler(data.x_train, data.y_train, cfg.batch_size, seed=cfg.seed)
-    diag_x, diag_y = data.x_train[: cfg.diag_batch], data.y_train[: cfg.diag_batch]
+    # A fixed random batch for the diagnostics (datasets may be stored sorted by class).
+    diag = torch.randperm(data.x_train.shape[0], generator=torch.Generator().manual_seed(cfg.seed + 1))
+    diag_x, diag_y = data.x_train[diag[: cfg.diag_batch]], data.y_train[diag[: cfg.diag_batch]]
     run = FFRun(config=cfg)
     trainer.train()
     losses: list[float] = []
