@@ -121,3 +121,17 @@ def paper_rows(runs: dict[tuple[str, int, str], FFRun], paper: dict[tuple[str, s
         }
         for (a, d, m), r in runs.items()
     ]
+
+
+def cosine_frame(runs: dict[tuple[str, int, str], FFRun]) -> pd.DataFrame:
+    """Long table of the synthetic-vs-true gradient cosine: one row per (run, logged step, layer)."""
+    rows = [
+        {
+            "arch": ARCH_LABELS.get(arch, arch), "layers": depth, "method": METHOD_LABELS[method],
+            "step": h["step"], "interface after layer": i + 1, "cosine": c,
+        }
+        for (arch, depth, method), run in runs.items()
+        for h in run.history
+        for i, c in enumerate(h["grad_cosine"])
+    ]
+    return pd.DataFrame(rows)

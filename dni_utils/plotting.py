@@ -48,3 +48,13 @@ def savefig(fig: plt.Figure, name: str, figures_dir: str | Path, profile: str) -
             tmp.unlink(missing_ok=True)
         paths.append(path)
     return paths
+
+
+def plain_log_axis(ax: plt.Axes) -> None:
+    """Log scale with plain numbers (2, 5, 10, 20) instead of powers of ten."""
+    from matplotlib.ticker import FormatStrFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.tick_params(axis="y", which="minor", labelsize="x-small")
