@@ -11,6 +11,7 @@ The table comes from ``results/*.json`` and the index from ``notebooks/*.ipynb``
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 from pathlib import Path
@@ -97,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     new = render(args.root)
     readme = args.root / "README.md"
     if args.check:
-        if readme.read_text() != new:
-            print("README.md is out of date: run `make readme`", file=sys.stderr)
+        old = readme.read_text()
+        if old != new:
+            diff = difflib.unified_diff(old.splitlines(), new.splitlines(), "README.md", "generated", lineterm="")
+            print("README.md is out of date: run `make readme`", *diff, sep="\n", file=sys.stderr)
             return 1
         return 0
     readme.write_text(new)
