@@ -35,7 +35,7 @@ ASYNC_PROFILES: dict[str, dict] = {
         asserted_claims=[],
     ),
     "cpu": dict(
-        dataset="mnist", depth=4, methods=["bprop", "dni", "cdni"], p_updates=[1.0, 0.5, 0.2, 0.05],
+        dataset="mnist", depth=4, methods=["bprop", "dni", "cdni"], p_updates=[1.0, 0.2, 0.05],
         curve_ps=[1.0, 0.2, 0.05], steps=3000, batch_size=128, width=256, lr=1e-3, synth_hidden_layers=1,
         synth_hidden=256, log_every=300, bprop_async="chain", claim_p=0.2, cdni_p=0.05, max_error=20.0,
         breakdown_margin=2.0, assert_claims=True, asserted_claims=["cdni_trains_at_low_p", "bprop_breaks_down"],
