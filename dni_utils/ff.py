@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -26,6 +27,8 @@ from .synthesizers import make_synthesizer
 
 METHODS = ("bprop", "nobprop", "dni", "cdni")
 METHOD_LABELS = {"bprop": "Bprop", "nobprop": "No Bprop", "dni": "DNI", "cdni": "cDNI"}
+#: How Bprop meets ``p_update < 1`` (see ``FFConfig.bprop_async``).
+BPROP_ASYNC = ("chain", "independent")
 
 
 class DivergenceError(FloatingPointError):
@@ -53,6 +56,14 @@ class FFConfig:
     log_every: int = 1000  # steps between log points (the last step is always logged)
     diag_batch: int = 256  # examples for the synthetic-vs-true gradient cosine at log points
     seed: int = 0
+    # Asynchronous updates (paper section 3.2): at every step each layer (a hidden block with the
+    # synthesizer on its output, or the output layer) is available with probability p_update,
+    # independently; 1.0 is synchronous training, bit for bit.
+    p_update: float = 1.0
+    # Bprop under p_update < 1. chain: a layer's gradient needs the backward pass through every
+    # layer above it, so it updates only when it and all layers above it are available.
+    # independent: each available layer applies its true gradient (the locking is ignored).
+    bprop_async: str = "chain"
 
     def validate(self) -> FFConfig:
         if self.method not in METHODS:
@@ -68,6 +79,10 @@ class FFConfig:
         for name in ("lr", "lr_gamma"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid: expected a positive number")
+        if not (isinstance(self.p_update, (int, float)) and 0 < self.p_update <= 1):
+            raise ValueError(f"p_update={self.p_update!r} is invalid: expected a probability in (0, 1]")
+        if self.bprop_async not in BPROP_ASYNC:
+            raise ValueError(f"bprop_async={self.bprop_async!r} is unknown: expected one of {BPROP_ASYNC}")
         if not all(0 < m < 1 for m in self.lr_milestones):
             raise ValueError(f"lr_milestones={self.lr_milestones!r} is invalid: expected fractions in (0, 1)")
         return self
@@ -81,6 +96,8 @@ class FFRun:
     history: list[dict] = field(default_factory=list)  # one row per log point
     test_error: float = float("nan")  # final, on the whole test set
     updates: list[int] = field(default_factory=list)  # parameter updates each block received
+    head_updates: int = 0  # parameter updates the output layer received
+    synth_updates: list[int] = field(default_factory=list)  # regression steps of each synthesizer
 
     def to_dict(self) -> dict:
         return {
@@ -88,6 +105,8 @@ class FFRun:
             "history": self.history,
             "test_error": self.test_error,
             "updates": self.updates,
+            "head_updates": self.head_updates,
+            "synth_updates": self.synth_updates,
         }
 
 
@@ -122,6 +141,10 @@ class FFTrainer:
             self.head_opt = torch.optim.Adam(self.net.head.parameters(), lr=cfg.lr)
             self.interfaces = nn.ModuleList(self._interface(shape) for shape in self.net.shapes)
         self.updates = [0] * cfg.depth
+        self.head_updates = 0
+        # Who is available at a step: its own generator, drawn only when p_update < 1, so that
+        # synchronous training consumes exactly the random numbers it did without this option.
+        self.availability = torch.Generator().manual_seed(cfg.seed + 2)
         stepping = self.block_opts if cfg.method != "nobprop" else []
         opts = {id(o): o for o in stepping + [self.head_opt]}
         opts.update({id(i.optimizer): i.optimizer for i in self.interfaces if i.optimizer is not None})
@@ -152,40 +175,72 @@ class FFTrainer:
     def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         """One training iteration on a batch; returns the task loss."""
         loss = self._step_bprop(x, y) if self.cfg.method == "bprop" else self._step_decoupled(x, y)
-        for s in self.schedulers:
-            s.step()
+        with warnings.catch_warnings():
+            # With p_update < 1 a layer may not have stepped yet; its schedule follows the global step.
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            for s in self.schedulers:
+                s.step()
         return loss
+
+    def available(self) -> list[bool]:
+        """Which layers are available this step: ``depth`` blocks, then the output layer.
+
+        Each is available with probability ``p_update``, independently (all of them when it is 1).
+        """
+        if self.cfg.p_update >= 1:
+            return [True] * (self.cfg.depth + 1)
+        draw = torch.rand(self.cfg.depth + 1, generator=self.availability)
+        return (draw < self.cfg.p_update).tolist()
 
     def _step_bprop(self, x: torch.Tensor, y: torch.Tensor) -> float:
         opt = self.block_opts[0]
+        avail = self.available()
+        if self.cfg.bprop_async == "chain":  # the gradient of layer i has to pass through i+1, ..., head
+            avail = [all(avail[i:]) for i in range(len(avail))]
         loss = task_loss(self.net(x), y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        self.updates = [u + 1 for u in self.updates]
+        if any(avail):
+            loss.backward()
+            for layer, ok in zip([*self.net.blocks, self.net.head], avail):
+                if not ok:  # Adam skips parameters without a gradient (their moments stay as they were)
+                    for p in layer.parameters():
+                        p.grad = None
+            opt.step()
+        self.updates = [u + ok for u, ok in zip(self.updates, avail)]
+        self.head_updates += avail[-1]
         return loss.item() / x.shape[0]
 
     def _step_decoupled(self, x: torch.Tensor, y: torch.Tensor) -> float:
         ctx = self.context(y)
         learn = self.cfg.method != "nobprop"
+        avail = self.available()  # layer i = block i with M_i; an unavailable one changes nothing
         message = x
         for i, (block, iface, opt) in enumerate(zip(self.net.blocks, self.interfaces, self.block_opts)):
             h = block(message)  # h_i = f_i(h_{i-1})
             nxt = iface.send(h, ctx)  # block i now holds the gradient of <h_i, δ̂_i>
             if learn:
-                opt.step()  # update unlocked: block i does not wait for the layers above
+                if avail[i]:
+                    opt.step()  # update unlocked: block i does not wait for the layers above
+                    self.updates[i] += 1
                 opt.zero_grad(set_to_none=True)
-                self.updates[i] += 1
                 if i > 0:  # message.grad = δ̂_i back-propagated through f_i: target of M_{i-1}
-                    self.interfaces[i - 1].update()
+                    self._update_synthesizer(i - 1, avail[i - 1])
             message = nxt
         loss = task_loss(self.net.head(message), y)
         self.head_opt.zero_grad(set_to_none=True)
         loss.backward()  # true gradient at the last message: target of M_{N-1}
-        self.head_opt.step()
+        if avail[-1]:
+            self.head_opt.step()
+            self.head_updates += 1
         if learn:
-            self.interfaces[-1].update()
+            self._update_synthesizer(len(self.interfaces) - 1, avail[-2])
         return loss.item() / x.shape[0]
+
+    def _update_synthesizer(self, i: int, available: bool) -> None:
+        if available:
+            self.interfaces[i].update()
+        else:
+            self.interfaces[i].discard()
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 2000) -> float:
@@ -261,6 +316,8 @@ def train_ff(cfg: FFConfig, data: Dataset, progress: bool = True, desc: str | No
             synth_losses = [[] for _ in trainer.interfaces]
     run.test_error = run.history[-1]["test_error"]
     run.updates = list(trainer.updates)
+    run.head_updates = trainer.head_updates
+    run.synth_updates = [i.n_updates for i in trainer.interfaces]
     return run
 
 

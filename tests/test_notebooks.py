@@ -10,15 +10,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NB01 = ROOT / "notebooks" / "01_ff_mnist.ipynb"
+NB03 = ROOT / "notebooks" / "03_ff_async_updates.ipynb"
+NB04 = ROOT / "notebooks" / "04_ff_complete_unlock.ipynb"
 
 
-def _run(tmp: Path, **params) -> Path:
+def _run(tmp: Path, nb: Path = NB01, **params) -> Path:
     params = {"profile": "smoke", "progress": False, "results_dir": str(tmp / "results"),
               "figures_dir": str(tmp / "figures"), **params}
     tmp.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(str(NB01), str(tmp / "out.ipynb"), parameters=params, cwd=str(NB01.parent),
+    pm.execute_notebook(str(nb), str(tmp / "out.ipynb"), parameters=params, cwd=str(nb.parent),
                         progress_bar=False, log_output=False)
-    return tmp / "results" / f"01_ff_mnist.{params['profile']}.json"
+    return tmp / "results" / f"{nb.stem}.{params['profile']}.json"
 
 
 def test_two_smoke_runs_with_the_same_seed_write_identical_results(tmp_path):
@@ -39,5 +41,29 @@ def test_two_smoke_runs_with_the_same_seed_write_identical_results(tmp_path):
 def test_bad_parameters_fail_clearly_and_leave_nothing_behind(tmp_path, params, message):
     with pytest.raises(pm.PapermillExecutionError) as info:
         _run(tmp_path, **params)
+    assert message in str(info.value)
+    assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
+
+
+@pytest.mark.parametrize("nb", [NB03, NB04])
+def test_async_and_unlock_notebooks_write_identical_results_with_the_same_seed(tmp_path, nb):
+    a = _run(tmp_path / "a", nb, steps=10)
+    b = _run(tmp_path / "b", nb, steps=10)
+    assert a.read_bytes() == b.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "nb, params, message",
+    [
+        (NB03, dict(profile="laptop"), "profile='laptop' is unknown"),
+        (NB03, dict(p_updates=[0.5, 0.0]), "p_updates=[0.5, 0.0] is invalid"),
+        (NB03, dict(methods=["bprop", "magic"]), "methods=['bprop', 'magic'] is invalid"),
+        (NB04, dict(compare=["magic"]), "methods=['magic'] is invalid"),
+        (NB04, dict(dataset="imagenet"), "dataset='imagenet' is unknown"),
+    ],
+)
+def test_bad_parameters_of_notebooks_03_and_04_fail_clearly_and_leave_nothing_behind(tmp_path, nb, params, message):
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        _run(tmp_path, nb, **params)
     assert message in str(info.value)
     assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()

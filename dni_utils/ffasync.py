@@ -1,0 +1,143 @@
+"""Asynchronous layer updates (notebook 03, paper section 3.2): a sweep over ``p_update``.
+
+At every step each layer of a feed-forward network (a hidden block with the synthesizer on its
+output, or the output layer) is available with probability ``p_update``, independently. With DNI
+or cDNI an available layer updates from its synthetic gradient whatever the others do. With Bprop
+a layer's gradient needs the backward pass through every layer above it, so (``bprop_async =
+"chain"``) it updates only when it and every layer above it are available: block i of an N-block
+network then updates with probability ``p_update ** (N - i + 1)`` (blocks counted from 0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+
+from .data import Dataset
+from .ff import METHOD_LABELS, FFRun, train_ff
+from .fftable import check_methods, config_for
+
+#: Settings per profile for notebook 03. ``p_updates``: the grid of the sweep (every method is run
+#: at every value); ``curve_ps``: the values whose learning curves are drawn. The claims (test
+#: error in %) are judged at ``claim_p`` (the paper: DNI still trains at 0.2) and ``cdni_p`` (the
+#: paper: cDNI trains at 0.05): DNI's and cDNI's errors there at most ``max_error``, Bprop's at
+#: least ``breakdown_margin`` above the better of them at ``claim_p``. ``asserted_claims``: the claims
+#: a profile is large enough to show (all are computed and reported). At ``cpu`` DNI without label
+#: context learns too slowly to be judged: in a few thousand steps it is far from converged even
+#: at p_update = 1 (its synthetic gradients stay nearly orthogonal to the true ones), so only the
+#: cDNI and Bprop claims are asserted there.
+ASYNC_PROFILES: dict[str, dict] = {
+    "smoke": dict(
+        dataset="mnist-5k", depth=4, methods=["bprop", "dni", "cdni"], p_updates=[1.0, 0.2], curve_ps=[1.0, 0.2],
+        steps=40, batch_size=64, width=32, lr=1e-3, synth_hidden_layers=1, synth_hidden=32, log_every=20,
+        bprop_async="chain", claim_p=0.2, cdni_p=0.2, max_error=90.0, breakdown_margin=0.0, assert_claims=False,
+        asserted_claims=[],
+    ),
+    "cpu": dict(
+        dataset="mnist", depth=4, methods=["bprop", "dni", "cdni"], p_updates=[1.0, 0.2, 0.05],
+        curve_ps=[1.0, 0.2, 0.05], steps=3000, batch_size=128, width=256, lr=1e-3, synth_hidden_layers=1,
+        synth_hidden=256, log_every=300, bprop_async="chain", claim_p=0.2, cdni_p=0.05, max_error=20.0,
+        breakdown_margin=2.0, assert_claims=True, asserted_claims=["cdni_trains_at_low_p", "bprop_breaks_down"],
+    ),
+    "paper": dict(
+        dataset="mnist", depth=4, methods=["bprop", "dni", "cdni"], p_updates=[1.0, 0.5, 0.2, 0.1, 0.05],
+        curve_ps=[1.0, 0.2, 0.05], steps=500_000, batch_size=256, width=256, lr=3e-5, synth_hidden_layers=2,
+        synth_hidden=1024, log_every=5000, bprop_async="chain", claim_p=0.2, cdni_p=0.05, max_error=3.0,
+        breakdown_margin=3.0, assert_claims=True,
+        asserted_claims=["dni_trains_at_p", "cdni_trains_at_low_p", "bprop_breaks_down"],
+    ),
+}
+
+
+def check_p_updates(p_updates: list[float]) -> list[float]:
+    if not p_updates or not all(isinstance(p, (int, float)) and 0 < p <= 1 for p in p_updates):
+        raise ValueError(f"p_updates={p_updates!r} is invalid: expected a non-empty list of probabilities in (0, 1]")
+    return sorted({float(p) for p in p_updates}, reverse=True)
+
+
+def run_sweep(
+    settings: dict, data: Dataset, methods: list[str], p_updates: list[float], seed: int, progress: bool = True,
+) -> dict[tuple[str, float], FFRun]:
+    """Train every (method, p_update) from the same seed; returns the runs keyed by the pair."""
+    check_methods(methods)
+    runs = {}
+    for p in check_p_updates(p_updates):
+        for method in methods:
+            cfg = config_for(settings, "fcn", settings["depth"], method, seed)
+            cfg = dataclasses.replace(cfg, p_update=p, bprop_async=settings["bprop_async"]).validate()
+            desc = f"{METHOD_LABELS[method]} p_update={p:g}"
+            runs[(method, p)] = train_ff(cfg, data, progress=progress, desc=desc)
+    return runs
+
+
+def final_frame(runs: dict[tuple[str, float], FFRun]) -> pd.DataFrame:
+    """One row per run: method, p_update, final test error (%)."""
+    return pd.DataFrame(
+        [{"method": METHOD_LABELS[m], "p_update": p, "test error (%)": 100 * r.test_error} for (m, p), r in runs.items()]
+    )
+
+
+def curves_frame(runs: dict[tuple[str, float], FFRun], ps: list[float] | None = None) -> pd.DataFrame:
+    """Long table of the learning curves: one row per (method, p_update, logged step)."""
+    return pd.DataFrame(
+        [
+            {"method": METHOD_LABELS[m], "p_update": p, "step": h["step"], "test error (%)": 100 * h["test_error"]}
+            for (m, p), r in runs.items()
+            if ps is None or p in ps
+            for h in r.history
+        ]
+    )
+
+
+def updates_frame(runs: dict[tuple[str, float], FFRun]) -> pd.DataFrame:
+    """Parameter updates each layer received: one row per (method, p_update, layer).
+
+    Layers are numbered from the input: ``1`` .. ``depth`` the hidden blocks, then ``out``.
+    """
+    rows = []
+    for (m, p), r in runs.items():
+        names = [str(i + 1) for i in range(len(r.updates))] + ["out"]
+        for name, n in zip(names, [*r.updates, r.head_updates]):
+            rows.append({"method": METHOD_LABELS[m], "p_update": p, "layer": name, "updates": n,
+                         "fraction of steps": n / r.config.steps})
+    return pd.DataFrame(rows)
+
+
+def claims(
+    runs: dict[tuple[str, float], FFRun], claim_p: float, cdni_p: float, max_error: float, breakdown_margin: float,
+) -> dict[str, bool]:
+    """The paper's claims on asynchronous updates, judged on the final test errors (%):
+
+    - ``dni_trains_at_p``: DNI's error at ``claim_p`` at most ``max_error``;
+    - ``cdni_trains_at_low_p``: cDNI's error at ``cdni_p`` at most ``max_error``;
+    - ``bprop_breaks_down``: Bprop's error at ``claim_p`` at least ``breakdown_margin`` above the
+      best decoupled method's error there.
+
+    A claim whose runs are missing is left out.
+    """
+    err = {k: 100 * r.test_error for k, r in runs.items()}
+    out: dict[str, bool] = {}
+    if ("dni", claim_p) in err:
+        out["dni_trains_at_p"] = err[("dni", claim_p)] <= max_error
+    if ("cdni", cdni_p) in err:
+        out["cdni_trains_at_low_p"] = err[("cdni", cdni_p)] <= max_error
+    decoupled = [err[(m, claim_p)] for m in ("dni", "cdni") if (m, claim_p) in err]
+    if ("bprop", claim_p) in err and decoupled:
+        out["bprop_breaks_down"] = err[("bprop", claim_p)] >= min(decoupled) + breakdown_margin
+    return out
+
+
+def paper_rows(runs: dict[tuple[str, float], FFRun], depth: int) -> list[dict]:
+    """Rows for the README: the reproduced final error beside what the paper reports."""
+    paper = {("dni", 0.2): "≈2", ("cdni", 0.05): "≈2 (slower)", ("bprop", 0.2): "breaks down"}
+    return [
+        {
+            "setting": f"FCN, {depth} layers, p_update {p:g}",
+            "method": METHOD_LABELS[m],
+            "metric": "test error (%)",
+            "paper": paper.get((m, p)),
+            "reproduced": 100 * r.test_error,
+        }
+        for (m, p), r in sorted(runs.items(), key=lambda kv: (-kv[0][1], kv[0][0]))
+    ]

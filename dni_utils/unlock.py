@@ -1,0 +1,302 @@
+"""Complete unlock (notebook 04, paper section 3.3): every layer trains apart from every other.
+
+Each hidden block ``f_i`` and the output layer get, on their input edge, a ``ForwardInterface``
+whose synthesizer ``I_i`` predicts the layer's input from the network input ``x`` (block 0 reads
+``x`` itself), and each hidden block gets, on its output edge, a ``BackwardInterface`` whose
+synthesizer ``M_i`` predicts the gradient of the loss with respect to its output. At a step, layer i
+
+1. computes ``h_i = f_i(ĥ_{i-1})`` on its synthetic input ``ĥ_{i-1} = I_i(x)`` (no forward wait),
+2. updates at once from ``δ̂_i = M_i(h_i, c)`` (no backward wait; the output layer uses the loss),
+3. sends ``h_i`` forward, the regression target of ``I_{i+1}``: ``L_I = ‖ĥ_i − h_i‖² / B``, and
+   the gradient at its own input, ``∂⟨h_i, δ̂_i⟩/∂ĥ_{i-1}``, backward, the target of ``M_{i-1}``:
+   ``L_M = ‖δ̂_{i-1} − δ_{i-1}‖² / B``.
+
+Both targets are bootstrapped: no real forward or backward pass through the network ever runs
+during training. At test time the blocks are composed into the ordinary network
+``head ∘ f_{N-1} ∘ … ∘ f_0`` (the interfaces are the identity in eval mode), which none of them
+was trained in.
+
+Choice where the paper is silent: ``M_{i-1}`` predicts at the output of block i-1 and is regressed
+onto the gradient at block i's *synthetic* input; the two points coincide as ``I_i`` learns.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .data import BatchSampler, Dataset
+from .ff import DivergenceError, one_hot, task_loss
+from .interfaces import BackwardInterface, ForwardInterface
+from .models import FFNet, make_net
+from .synthesizers import SYNTHESIZER_KINDS, make_synthesizer
+
+
+@dataclass
+class UnlockConfig:
+    depth: int = 4  # hidden blocks; each has a synthetic input (but the first) and a synthetic gradient
+    width: int = 256  # units per hidden block
+    steps: int = 500_000  # training iterations
+    batch_size: int = 256
+    lr: float = 3e-5  # Adam, for the blocks, the output layer and all synthesizers
+    lr_milestones: tuple[float, ...] = (0.6, 0.8)  # fractions of `steps` where lr is divided (paper: 300k, 400k)
+    lr_gamma: float = 0.1
+    synth_lr: float = 0.0  # Adam learning rate of the synthesizers (0 = the same as lr)
+    context: bool = True  # gradient synthesizers read the one-hot label (cDNI)
+    grad_synth_kind: str = "linear"  # gradient synthesizers M_i: linear | mlp
+    grad_synth_hidden_layers: int = 0
+    grad_synth_hidden: int = 1024
+    input_synth_kind: str = "mlp"  # synthetic-input models I_i(x): linear | mlp
+    input_synth_hidden_layers: int = 1
+    input_synth_hidden: int = 1024
+    log_every: int = 1000  # steps between log points (the last step is always logged)
+    seed: int = 0
+
+    def validate(self) -> UnlockConfig:
+        for name in ("depth", "width", "steps", "batch_size", "log_every", "grad_synth_hidden", "input_synth_hidden"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r} is invalid: expected a positive integer")
+        for name in ("grad_synth_kind", "input_synth_kind"):
+            if getattr(self, name) not in SYNTHESIZER_KINDS[:2]:
+                raise ValueError(f"{name}={getattr(self, name)!r} is unknown: expected one of {SYNTHESIZER_KINDS[:2]}")
+        for name in ("lr", "lr_gamma"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} is invalid: expected a positive number")
+        if self.synth_lr < 0:
+            raise ValueError(f"synth_lr={self.synth_lr!r} is invalid: expected a positive number, or 0 for lr")
+        if not all(0 < m < 1 for m in self.lr_milestones):
+            raise ValueError(f"lr_milestones={self.lr_milestones!r} is invalid: expected fractions in (0, 1)")
+        return self
+
+
+@dataclass
+class UnlockRun:
+    """What one complete-unlock run produced: the log and the final numbers."""
+
+    config: UnlockConfig
+    history: list[dict] = field(default_factory=list)  # one row per log point
+    test_error: float = float("nan")  # final, of the composed network on the whole test set
+    synthetic_test_error: float = float("nan")  # final, of the output layer on its synthetic input
+    updates: list[int] = field(default_factory=list)  # parameter updates of each block, then the output layer
+    grad_synth_updates: list[int] = field(default_factory=list)  # regression steps of each M_i
+    input_synth_updates: list[int] = field(default_factory=list)  # regression steps of each I_i (blocks 1.., output)
+
+    def to_dict(self) -> dict:
+        return {
+            "config": asdict(self.config),
+            "history": self.history,
+            "test_error": self.test_error,
+            "synthetic_test_error": self.synthetic_test_error,
+            "updates": self.updates,
+            "grad_synth_updates": self.grad_synth_updates,
+            "input_synth_updates": self.input_synth_updates,
+        }
+
+
+class UnlockTrainer:
+    """A network whose layers each hold their own optimiser, synthetic input and synthetic gradient."""
+
+    def __init__(self, cfg: UnlockConfig, in_shape: tuple[int, ...], n_classes: int) -> None:
+        self.cfg = cfg.validate()
+        self.n_classes = n_classes
+        torch.manual_seed(cfg.seed)
+        self.net: FFNet = make_net("fcn", in_shape, cfg.depth, cfg.width, n_classes)
+        synth_lr = cfg.synth_lr or cfg.lr
+        ctx = n_classes if cfg.context else 0
+        self.grads = nn.ModuleList(
+            BackwardInterface(
+                make_synthesizer(cfg.grad_synth_kind, shape, cfg.grad_synth_hidden_layers, cfg.grad_synth_hidden,
+                                 context_features=ctx),
+                lr=synth_lr,
+            )
+            for shape in self.net.shapes
+        )
+        # The inputs of blocks 1 .. N-1 and of the output layer: the outputs of blocks 0 .. N-1.
+        self.inputs = nn.ModuleList(
+            ForwardInterface(
+                make_synthesizer(cfg.input_synth_kind, in_shape, cfg.input_synth_hidden_layers,
+                                 cfg.input_synth_hidden, out_shape=shape),
+                lr=synth_lr,
+            )
+            for shape in self.net.shapes
+        )
+        self.block_opts = [torch.optim.Adam(b.parameters(), lr=cfg.lr) for b in self.net.blocks]
+        self.head_opt = torch.optim.Adam(self.net.head.parameters(), lr=cfg.lr)
+        opts = [*self.block_opts, self.head_opt, *(i.optimizer for i in [*self.grads, *self.inputs])]
+        milestones = sorted({max(1, round(m * cfg.steps)) for m in cfg.lr_milestones})
+        self.schedulers = [torch.optim.lr_scheduler.MultiStepLR(o, milestones, gamma=cfg.lr_gamma) for o in opts]
+        self.updates = [0] * (cfg.depth + 1)
+
+    def context(self, y: torch.Tensor) -> torch.Tensor | None:
+        return one_hot(y, self.n_classes) if self.cfg.context else None
+
+    def train(self) -> None:
+        for m in (self.net, self.grads, self.inputs):
+            m.train()
+
+    def eval(self) -> None:
+        for m in (self.net, self.grads, self.inputs):
+            m.eval()
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """One iteration: every layer trains on its synthetic input and gradient; returns the
+        output layer's task loss (on its synthetic input) per example."""
+        ctx = self.context(y)
+        outputs: list[torch.Tensor] = []  # h_i, sent forward: targets of I_{i+1}
+        input_grads: list[torch.Tensor] = []  # gradient at the input of layer i >= 1: targets of M_{i-1}
+        for i, (block, iface, opt) in enumerate(zip(self.net.blocks, self.grads, self.block_opts)):
+            u = x if i == 0 else self.inputs[i - 1].synthetic_input(x).requires_grad_()  # ĥ_{i-1} = I_i(x)
+            h = block(u)  # h_i = f_i(ĥ_{i-1}): (B, W)
+            iface.send(h, ctx)  # block i and u now hold the gradients of <h_i, δ̂_i>
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            self.updates[i] += 1
+            outputs.append(h.detach())
+            if i > 0:
+                input_grads.append(u.grad)
+        u = self.inputs[-1].synthetic_input(x).requires_grad_()  # ĥ_{N-1} = I_N(x)
+        loss = task_loss(self.net.head(u), y)
+        self.head_opt.zero_grad(set_to_none=True)
+        loss.backward()  # the true loss gradient, but at the output layer's synthetic input
+        self.head_opt.step()
+        self.updates[-1] += 1
+        input_grads.append(u.grad)
+        # The messages have crossed the edges: every synthesizer regresses onto what arrived.
+        for iface, target in zip(self.grads, input_grads):
+            iface.update(target)  # L_M = ‖δ̂_i − δ_i‖² / B
+        for iface, target in zip(self.inputs, outputs):
+            iface.update(target)  # L_I = ‖ĥ_i − h_i‖² / B
+        for s in self.schedulers:
+            s.step()
+        return loss.item() / x.shape[0]
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 2000) -> dict:
+        """Test numbers in eval mode: the error of the composed network (real forward pass), the
+        error of the output layer on its synthetic input, and for each synthetic-input model the
+        relative error ``‖ĥ_i − h_i‖² / ‖h_i‖²`` against the composed network's real activations."""
+        self.eval()
+        wrong = wrong_synth = 0
+        sq_err = [0.0] * self.cfg.depth
+        sq_norm = [0.0] * self.cfg.depth
+        for start in range(0, x.shape[0], chunk):
+            xb, yb = x[start : start + chunk], y[start : start + chunk]
+            h = xb
+            for i, block in enumerate(self.net.blocks):
+                h = block(h)  # the real h_i of the composed network
+                pred = self.inputs[i].synthesizer(xb)  # ĥ_i = I_{i+1}(x)
+                sq_err[i] += (pred - h).pow(2).sum().item()
+                sq_norm[i] += h.pow(2).sum().item()
+            wrong += (self.net.head(h).argmax(1) != yb).sum().item()
+            synth_logits = self.net.head(self.inputs[-1].synthesizer(xb))
+            wrong_synth += (synth_logits.argmax(1) != yb).sum().item()
+        self.train()
+        return {
+            "test_error": wrong / x.shape[0],
+            "synthetic_test_error": wrong_synth / x.shape[0],
+            "input_rel_error": [e / max(n, 1e-12) for e, n in zip(sq_err, sq_norm)],
+        }
+
+
+def train_unlock(cfg: UnlockConfig, data: Dataset, progress: bool = True, desc: str | None = None) -> UnlockRun:
+    """Train one completely unlocked network with ``cfg`` on ``data`` and log on the step grid.
+
+    Raises ``DivergenceError`` if the loss becomes NaN or infinite.
+    """
+    trainer = UnlockTrainer(cfg, data.shape, data.n_classes)
+    sampler = BatchSampler(data.x_train, data.y_train, cfg.batch_size, seed=cfg.seed)
+    run = UnlockRun(config=cfg)
+    trainer.train()
+    losses: list[float] = []
+    grad_losses: list[list[float]] = [[] for _ in trainer.grads]
+    input_losses: list[list[float]] = [[] for _ in trainer.inputs]
+    bar = tqdm(range(1, cfg.steps + 1), desc=desc or "complete unlock", disable=not progress, mininterval=5,
+               leave=False)
+    for step in bar:
+        x, y = sampler.next()
+        loss = trainer.step(x, y)
+        if not math.isfinite(loss):
+            raise DivergenceError(
+                f"complete unlock, depth={cfg.depth}: the training loss became {loss} at step {step}; "
+                f"try a smaller lr (now {cfg.lr})"
+            )
+        losses.append(loss)
+        for acc, iface in zip(grad_losses + input_losses, [*trainer.grads, *trainer.inputs]):
+            acc.append(iface.last_loss)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            run.history.append(
+                {
+                    "step": step,
+                    "train_loss": sum(losses) / len(losses),
+                    **trainer.evaluate(data.x_test, data.y_test),
+                    "grad_synth_loss": [sum(a) / len(a) for a in grad_losses],
+                    "input_synth_loss": [sum(a) / len(a) for a in input_losses],
+                }
+            )
+            bar.set_postfix(loss=f"{run.history[-1]['train_loss']:.3f}", err=f"{run.history[-1]['test_error']:.3f}")
+            losses = []
+            grad_losses = [[] for _ in trainer.grads]
+            input_losses = [[] for _ in trainer.inputs]
+    run.test_error = run.history[-1]["test_error"]
+    run.synthetic_test_error = run.history[-1]["synthetic_test_error"]
+    run.updates = list(trainer.updates)
+    run.grad_synth_updates = [i.n_updates for i in trainer.grads]
+    run.input_synth_updates = [i.n_updates for i in trainer.inputs]
+    return run
+
+
+#: Settings per profile for notebook 04. ``compare``: the methods of notebook 01 trained beside the
+#: complete unlock, with the same sizes. The claims (test error in %): the composed network's final
+#: error at most ``max_error``; it at most ``compose_slack`` above the error of the output layer on
+#: its synthetic input (the layers, trained apart, work together); every synthetic input's relative
+#: error at most ``max_input_error``.
+UNLOCK_PROFILES: dict[str, dict] = {
+    "smoke": dict(
+        dataset="mnist-5k", depth=3, compare=["bprop", "dni", "cdni"], steps=60, batch_size=64, width=64, lr=1e-3,
+        grad_synth_hidden=64, input_synth_hidden_layers=1, input_synth_hidden=64, synth_hidden_layers=1,
+        synth_hidden=64, log_every=20, max_error=100.0, compose_slack=100.0, max_input_error=10.0,
+        assert_claims=False,
+    ),
+    "cpu": dict(
+        dataset="mnist", depth=4, compare=["bprop", "dni", "cdni"], steps=3000, batch_size=128, width=256, lr=1e-3,
+        grad_synth_hidden=1024, input_synth_hidden_layers=1, input_synth_hidden=512, synth_hidden_layers=1,
+        synth_hidden=256, log_every=300, max_error=15.0, compose_slack=2.0, max_input_error=0.5,
+        assert_claims=True,
+    ),
+    "paper": dict(
+        dataset="mnist", depth=4, compare=["bprop", "dni", "cdni"], steps=500_000, batch_size=256, width=256,
+        lr=3e-5, grad_synth_hidden=1024, input_synth_hidden_layers=2, input_synth_hidden=1024,
+        synth_hidden_layers=2, synth_hidden=1024, log_every=5000, max_error=3.0, compose_slack=0.5,
+        max_input_error=0.2, assert_claims=True,
+    ),
+}
+
+_UNLOCK_KEYS = ("depth", "width", "steps", "batch_size", "lr", "grad_synth_hidden", "input_synth_hidden_layers",
+                "input_synth_hidden", "log_every")
+
+
+def unlock_config(settings: dict, seed: int) -> UnlockConfig:
+    """The UnlockConfig of a profile's settings."""
+    return UnlockConfig(seed=seed, **{k: settings[k] for k in _UNLOCK_KEYS}).validate()
+
+
+def claims(run: UnlockRun, max_error: float, compose_slack: float, max_input_error: float) -> dict[str, bool]:
+    """The paper's claim on complete unlock, judged on the final numbers (errors in %):
+
+    - ``unlock_learns``: the composed network's test error at most ``max_error``;
+    - ``layers_compose``: that error at most ``compose_slack`` above the output layer's error on
+      its synthetic input, the path every layer was trained on;
+    - ``synthetic_inputs_match``: every synthetic input's relative error at most ``max_input_error``.
+    """
+    last = run.history[-1]
+    composed, synthetic = 100 * last["test_error"], 100 * last["synthetic_test_error"]
+    return {
+        "unlock_learns": composed <= max_error,
+        "layers_compose": composed <= synthetic + compose_slack,
+        "synthetic_inputs_match": all(e <= max_input_error for e in last["input_rel_error"]),
+    }
