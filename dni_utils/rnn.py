@@ -323,7 +323,7 @@ RNN_COPY_PROFILES: dict[str, dict] = {
         assert_claims=False,
     ),
     "cpu": dict(
-        tasks=["copy", "repeat_copy"], truncations=[2, 3], methods=list(RNN_METHODS), seeds=[0], batches=2500,
+        tasks=["copy", "repeat_copy"], truncations=[2, 3], methods=list(RNN_METHODS), seeds=[0], batches=4000,
         hidden=64, width=4, max_repeats=2, batch_size=128, lr=3e-3, synth_lr=1e-3, synth_hidden_layers=0,
         synth_hidden=64, grad_scale=0.1, aux_weight=0.1, threshold=0.5, window=20, log_every=50, margin=0.0,
         assert_claims=True,
