@@ -1,0 +1,337 @@
+"""Recurrent DNI: truncated BPTT with a synthetic gradient at every truncation boundary (paper
+section 3.2, figure 3).
+
+An LSTM core is unrolled over an episode in chunks of ``T`` steps. The *state* crossing a
+boundary is ``s = [h, c]``, shape ``(B, 2H)``; one synthesizer reads and predicts that
+concatenation (the gradient with respect to h and c together).
+
+Chunk ``k`` starts from ``s_k`` (cut from the previous chunk's graph) and ends at ``s_{k+1}``:
+
+    loss_k  = Σ_{t in chunk k} ℓ_t                                  (summed over the batch)
+    total_k = loss_k + <s_{k+1}, scale · δ̂_{k+1}>,   δ̂_{k+1} = M(s_{k+1})   (``inject``)
+
+One backward pass of ``total_k`` gives the core its gradients for chunk ``k`` (the core steps at
+once) and, at the leaf ``s_k``, the bootstrapped regression target of the prediction made at the
+previous boundary:
+
+    δ_k = ∂loss_k/∂s_k + (∂s_{k+1}/∂s_k)ᵀ · scale · δ̂_{k+1}         (``update(target)``)
+
+so the synthesizer learns the future gradient discounted by ``scale`` per chunk (``scale = 1`` is
+the paper's undiscounted target). Only chunk ``k``'s graph (T cores) and the synthesizer are held
+in memory at any time. The last chunk of an episode has no future: nothing is injected there.
+
+``method``: ``bptt`` (plain truncated BPTT: the same code with the interface ``off``), ``dni``,
+and ``dni_aux`` (DNI + Aux: as DNI, and the core has an auxiliary task: a linear head reads the
+state after the first step of chunk ``k`` and predicts the synthetic gradient the chunk's end will
+receive, ``δ̂_{k+1}``, i.e. T − 1 steps ahead; its squared error, weighted by ``aux_weight``, is
+added to the chunk's loss, so it shapes the core's weights. The paper's exact auxiliary task was not
+available to us; this is our reading of "predicting a synthetic gradient further in the future").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .interfaces import BackwardInterface, synthesizer_loss
+from .tasks import Curriculum, Episode, SequenceTask, bit_errors, check_task
+
+RNN_METHODS = ("bptt", "dni", "dni_aux")
+RNN_METHOD_LABELS = {"bptt": "BPTT", "dni": "DNI", "dni_aux": "DNI + Aux"}
+
+
+class DivergenceError(FloatingPointError):
+    """The training loss stopped being a finite number."""
+
+
+def check_methods(methods: list[str]) -> list[str]:
+    unknown = [m for m in methods if m not in RNN_METHODS]
+    if unknown or not methods:
+        raise ValueError(f"methods={methods!r} is invalid: expected a non-empty subset of {RNN_METHODS}")
+    return list(methods)
+
+
+def check_truncations(truncations: list[int]) -> list[int]:
+    if not truncations or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 1 for t in truncations):
+        raise ValueError(f"truncations={truncations!r} is invalid: expected a non-empty list of positive integers")
+    return list(truncations)
+
+
+class LSTMCore(nn.Module):
+    """One LSTM cell and a linear read-out; the recurrent state is ``s = [h, c]``, (B, 2H)."""
+
+    def __init__(self, in_features: int, hidden: int, out_features: int, aux: bool = False) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.cell = nn.LSTMCell(in_features, hidden)
+        self.readout = nn.Linear(hidden, out_features)
+        # DNI + Aux: a linear head that predicts a future synthetic gradient from the state.
+        self.aux_head = nn.Linear(2 * hidden, 2 * hidden) if aux else None
+
+    @property
+    def state_size(self) -> int:
+        return 2 * self.hidden
+
+    def initial_state(self, batch_size: int) -> torch.Tensor:
+        return torch.zeros(batch_size, self.state_size)  # (B, 2H)
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, c = self.cell(x, (s[:, : self.hidden], s[:, self.hidden :]))  # (B, H) each
+        return self.readout(h), torch.cat([h, c], dim=1)  # (B, out), (B, 2H)
+
+
+class StateSynthesizer(nn.Module):
+    """Synthesizer of ∂L_future/∂s: ``hidden_layers`` x (Linear, ReLU), then a zero-initialised
+    Linear (zero start; ``hidden_layers=0`` is the linear synthesizer)."""
+
+    def __init__(self, state_size: int, hidden_layers: int = 0, hidden: int = 256) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        d = state_size
+        for _ in range(hidden_layers):
+            layers += [nn.Linear(d, hidden), nn.ReLU()]
+            d = hidden
+        self.trunk = nn.Sequential(*layers)
+        self.out = nn.Linear(d, state_size)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, trigger: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        return self.out(self.trunk(trigger))  # δ̂: (B, 2H)
+
+
+def sequence_loss(logits: torch.Tensor, episode: Episode, start: int) -> torch.Tensor:
+    """Sigmoid cross-entropy summed over the bits, the batch and the target steps of a chunk
+    (a per-example quantity of order one per step, as in the feed-forward ``task_loss``)."""
+    steps = logits.shape[0]
+    y = episode.y[start : start + steps]  # (t, B, out)
+    mask = episode.mask[start : start + steps].unsqueeze(-1)  # (t, B, 1)
+    return (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * mask).sum()
+
+
+@dataclass
+class EpisodeStats:
+    loss: float  # task loss per sequence
+    bit_errors: float  # mean bits error per sequence
+    synth_loss: float = float("nan")  # mean synthesizer loss over the episode's boundaries
+    aux_loss: float = float("nan")
+    targets: list[torch.Tensor] = field(default_factory=list)  # the regression targets (if kept)
+    chunk_starts: list[torch.Tensor] = field(default_factory=list)  # the chunk start states (if kept)
+
+
+def run_episode(
+    core: nn.Module,
+    episode: Episode,
+    truncation: int,
+    interface: BackwardInterface,
+    optimizer: torch.optim.Optimizer | None,
+    step_each_chunk: bool = True,
+    aux_weight: float = 0.0,
+    keep: bool = False,
+    loss_fn: Callable[[torch.Tensor, Episode, int], torch.Tensor] = sequence_loss,
+) -> EpisodeStats:
+    """Train ``core`` on one episode with truncated BPTT of ``truncation`` steps.
+
+    interface: its synthesizer predicts the gradient at every boundary; mode ``off`` is plain
+    truncated BPTT. step_each_chunk: the core's optimiser steps after every chunk (training);
+    with False the gradients of all chunks accumulate in ``.grad`` and nothing steps (tests).
+    aux_weight: DNI + Aux, the weight of the core's auxiliary loss (needs ``core.aux_head``).
+    keep: record the synthesizer's regression targets and the chunk start states.
+    """
+    if not isinstance(truncation, int) or isinstance(truncation, bool) or truncation < 1:
+        raise ValueError(f"truncation={truncation!r} is invalid: expected a positive integer")
+    dni = interface.training and interface.mode != "off"
+    aux = aux_weight > 0 and getattr(core, "aux_head", None) is not None
+    batch = episode.x.shape[1]
+    state = core.initial_state(batch)  # (B, 2H)
+    all_logits, synth_losses, aux_losses = [], [], []
+    stats = EpisodeStats(0.0, 0.0)
+    total_loss = 0.0
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
+    for start in range(0, episode.length, truncation):
+        stop = min(start + truncation, episode.length)
+        s = state.detach()  # s_k: a leaf, the previous chunk's graph is gone
+        if dni and start > 0:
+            s.requires_grad_()
+        logits, s_t = [], s
+        for t in range(start, stop):
+            out, s_t = core(episode.x[t], s_t)
+            logits.append(out)
+        logits_k = torch.stack(logits)  # (t, B, out)
+        loss = loss_fn(logits_k, episode, start)
+        total = loss
+        boundary = stop < episode.length
+        if dni and boundary:
+            total = total + interface.inject(s_t)  # ∂/∂s_{k+1} = scale · δ̂_{k+1}
+            if aux:  # DNI + Aux: from the chunk's first state, predict δ̂_{k+1} (T − 1 steps ahead)
+                with torch.no_grad():
+                    next_pred = interface.synthesizer(s_t.detach())  # δ̂_{k+1}, (B, 2H)
+                # The first step again, from s_k cut off, so that the auxiliary gradient reaches the
+                # core's weights but not s_k.grad (the synthesizer's target stays δ_k).
+                _, first = core(episode.x[start], s.detach())  # (B, 2H)
+                aux_loss = aux_weight * (core.aux_head(first) - next_pred).pow(2).sum()  # summed, like the task loss
+                total = total + aux_loss
+                aux_losses.append(aux_loss.item() / batch)
+        if total.requires_grad:
+            total.backward()
+        if optimizer is not None and step_each_chunk:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        if dni and start > 0:
+            target = s.grad if s.grad is not None else torch.zeros_like(s)  # δ_k, bootstrapped
+            if keep:
+                stats.targets.append(target.detach().clone())
+            synth_losses.append(interface.update(target))  # the synthesizer steps
+            if boundary:
+                # The synthesizer has just stepped: the queued prediction for s_{k+1} was made
+                # with its old weights; queue it again with the new ones (the value injected
+                # above stays the one the core used).
+                interface.discard()
+                interface.inject(s_t.detach())
+        if keep:
+            stats.chunk_starts.append(s.detach().clone())
+        total_loss += loss.item()
+        all_logits.append(logits_k.detach())
+        state = s_t
+    logits_all = torch.cat(all_logits)  # (L, B, out)
+    stats.loss = total_loss / batch
+    stats.bit_errors = bit_errors(logits_all, episode).mean().item()
+    if synth_losses:
+        stats.synth_loss = sum(synth_losses) / len(synth_losses)
+    if aux_losses:
+        stats.aux_loss = sum(aux_losses) / len(aux_losses)
+    return stats
+
+
+@dataclass
+class RNNConfig:
+    method: str = "dni"  # bptt | dni | dni_aux
+    task: str = "copy"  # copy | repeat_copy
+    truncation: int = 3  # T, steps per chunk
+    hidden: int = 256  # LSTM units
+    width: int = 8  # bits per vector
+    max_repeats: int = 2  # Repeat Copy: R uniform in 1..max_repeats
+    batch_size: int = 32  # sequences per batch (one length per batch)
+    batches: int = 10_000  # training budget, in batches
+    lr: float = 3e-3  # Adam, core
+    synth_lr: float = 1e-3  # Adam, synthesizer
+    synth_hidden_layers: int = 0  # hidden layers of the synthesizer (0 = linear)
+    synth_hidden: int = 256
+    grad_scale: float = 0.1  # factor on the injected synthetic gradient (and the per-chunk discount)
+    aux_weight: float = 0.1  # DNI + Aux: weight of the auxiliary loss
+    threshold: float = 0.15  # bits error per sequence at which a length is solved
+    window: int = 20  # batches averaged for the solved test
+    max_length: int = 1000  # curriculum ceiling
+    log_every: int = 100  # batches between log points
+    seed: int = 0
+
+    def validate(self) -> RNNConfig:
+        check_methods([self.method])
+        check_task(self.task)
+        for name in ("truncation", "hidden", "width", "max_repeats", "batch_size", "batches", "synth_hidden",
+                     "window", "max_length", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r} is invalid: expected a positive integer")
+        if not isinstance(self.synth_hidden_layers, int) or self.synth_hidden_layers < 0:
+            raise ValueError(f"synth_hidden_layers={self.synth_hidden_layers!r} is invalid: expected an integer >= 0")
+        for name in ("lr", "synth_lr", "grad_scale", "aux_weight"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} is invalid: expected a positive number")
+        return self
+
+
+@dataclass
+class RNNRun:
+    config: RNNConfig
+    score: int = 0  # longest length solved within the budget
+    solved_at: list[list[int]] = field(default_factory=list)  # [batch, length] each time a length was solved
+    history: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"config": asdict(self.config), "score": self.score, "solved_at": self.solved_at,
+                "history": self.history}
+
+
+def build(cfg: RNNConfig) -> tuple[SequenceTask, LSTMCore, BackwardInterface, torch.optim.Optimizer]:
+    """The task, the core, the interface and the optimisers of one run (seeded by ``cfg.seed``)."""
+    cfg.validate()
+    torch.manual_seed(cfg.seed)
+    task = SequenceTask(cfg.task, cfg.width, cfg.max_repeats)
+    core = LSTMCore(task.in_features, cfg.hidden, task.out_features, aux=cfg.method == "dni_aux")
+    synth = StateSynthesizer(core.state_size, cfg.synth_hidden_layers, cfg.synth_hidden)
+    mode = "off" if cfg.method == "bptt" else "dni"
+    interface = BackwardInterface(synth, lr=cfg.synth_lr, scale=cfg.grad_scale, mode=mode)
+    optimizer = torch.optim.Adam(core.parameters(), lr=cfg.lr)  # the core (and its aux head)
+    return task, core, interface, optimizer
+
+
+def train_copy(cfg: RNNConfig, progress: bool = True, desc: str | None = None) -> RNNRun:
+    """Train one LSTM on the curriculum for ``cfg.batches`` batches; the score is the longest length solved.
+
+    Raises ``DivergenceError`` if the loss becomes NaN or infinite.
+    """
+    task, core, interface, optimizer = build(cfg)
+    curriculum = Curriculum(cfg.threshold, cfg.window, 1, cfg.max_length)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    run = RNNRun(config=cfg)
+    core.train()
+    interface.train()
+    acc: dict[str, list[float]] = {"loss": [], "bit_errors": [], "synth_loss": [], "aux_loss": []}
+    bar = tqdm(range(1, cfg.batches + 1), desc=desc or cfg.method, disable=not progress, mininterval=5, leave=False)
+    for b in bar:
+        n = curriculum.n
+        stats = run_episode(core, task.sample(n, cfg.batch_size, gen), cfg.truncation, interface, optimizer,
+                            aux_weight=cfg.aux_weight if cfg.method == "dni_aux" else 0.0)
+        if not math.isfinite(stats.loss):
+            raise DivergenceError(
+                f"method={cfg.method!r}, T={cfg.truncation}: the training loss became {stats.loss} at batch {b}; "
+                f"try a smaller lr (now {cfg.lr}) or grad_scale (now {cfg.grad_scale})"
+            )
+        for k in acc:
+            v = getattr(stats, k)
+            if math.isfinite(v):
+                acc[k].append(v)
+        if curriculum.record(stats.bit_errors):
+            run.solved_at.append([b, n])
+        if b % cfg.log_every == 0 or b == cfg.batches:
+            run.history.append({"batch": b, "length": curriculum.n, "solved": curriculum.solved,
+                                **{k: (sum(v) / len(v) if v else None) for k, v in acc.items()}})
+            bar.set_postfix(n=curriculum.n, err=f"{run.history[-1]['bit_errors']:.2f}")
+            acc = {k: [] for k in acc}
+    run.score = curriculum.solved
+    return run
+
+
+#: Settings per profile for notebook 05. ``threshold`` and ``window`` define "solved" (mean bits
+#: error per sequence over the last ``window`` batches at a length), ``batches`` is each run's
+#: budget; ``margin`` is how many more lengths DNI must solve than BPTT at equal T (mean over
+#: tasks, truncations and seeds) for the claim to hold; ``assert_claims`` says whether the
+#: profile is large enough for the claim to be asserted.
+RNN_COPY_PROFILES: dict[str, dict] = {
+    "smoke": dict(
+        tasks=["copy", "repeat_copy"], truncations=[2, 3], methods=list(RNN_METHODS), seeds=[0], batches=12,
+        hidden=16, width=4, max_repeats=2, batch_size=8, lr=3e-3, synth_lr=1e-3, synth_hidden_layers=0,
+        synth_hidden=16, grad_scale=0.1, aux_weight=0.1, threshold=0.5, window=2, log_every=4, margin=0.0,
+        assert_claims=False,
+    ),
+    "cpu": dict(
+        tasks=["copy", "repeat_copy"], truncations=[2, 3], methods=list(RNN_METHODS), seeds=[0], batches=4000,
+        hidden=64, width=4, max_repeats=2, batch_size=128, lr=3e-3, synth_lr=1e-3, synth_hidden_layers=0,
+        synth_hidden=64, grad_scale=0.1, aux_weight=0.1, threshold=0.5, window=20, log_every=50, margin=0.0,
+        assert_claims=True,
+    ),
+    "paper": dict(
+        tasks=["copy", "repeat_copy"], truncations=[2, 3, 4, 5, 8, 20, 40], methods=list(RNN_METHODS),
+        seeds=[0, 1, 2], batches=100_000, hidden=256, width=8, max_repeats=2, batch_size=256, lr=3e-3,
+        synth_lr=1e-3, synth_hidden_layers=0, synth_hidden=256, grad_scale=0.1, aux_weight=0.1, threshold=0.15,
+        window=20, log_every=1000, margin=1.0, assert_claims=True,
+    ),
+}
