@@ -3,6 +3,7 @@
 (Each notebook's own cells, claims included, are checked by nbval at the smoke profile: `make test`.)
 """
 
+import json
 from pathlib import Path
 
 import papermill as pm
@@ -39,5 +40,42 @@ def test_two_smoke_runs_with_the_same_seed_write_identical_results(tmp_path):
 def test_bad_parameters_fail_clearly_and_leave_nothing_behind(tmp_path, params, message):
     with pytest.raises(pm.PapermillExecutionError) as info:
         _run(tmp_path, **params)
+    assert message in str(info.value)
+    assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
+
+
+NB02 = ROOT / "notebooks" / "02_ff_cifar10.ipynb"
+
+
+def _run02(tmp: Path, **params) -> Path:
+    params = {"profile": "smoke", "progress": False, "results_dir": str(tmp / "results"),
+              "figures_dir": str(tmp / "figures"), **params}
+    tmp.mkdir(parents=True, exist_ok=True)
+    pm.execute_notebook(str(NB02), str(tmp / "out.ipynb"), parameters=params, cwd=str(NB02.parent),
+                        progress_bar=False, log_output=False)
+    return tmp / "results" / f"02_ff_cifar10.{params['profile']}.json"
+
+
+def test_notebook_02_smoke_is_deterministic_and_labelled_synthetic(tmp_path):
+    a = _run02(tmp_path / "a", archs=["cnn"], methods=["bprop", "cdni"])
+    b = _run02(tmp_path / "b", archs=["cnn"], methods=["bprop", "cdni"])
+    assert a.read_bytes() == b.read_bytes()
+    result = json.loads(a.read_text())
+    assert result["data"]["synthetic"] is True and "SYNTHETIC" in result["title"]
+    assert [r["setting"] for r in result["rows"]] == ["CNN, 3 layers", "CNN, 3 layers"]
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(profile="laptop"), "profile='laptop' is unknown"),
+        (dict(archs=["rnn"]), "archs=['rnn'] is invalid"),
+        (dict(dataset="imagenet"), "dataset='imagenet' is unknown"),
+        (dict(depths=[0]), "depths=[0] is invalid"),
+    ],
+)
+def test_notebook_02_bad_parameters_fail_clearly_and_leave_nothing_behind(tmp_path, params, message):
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        _run02(tmp_path, **params)
     assert message in str(info.value)
     assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
