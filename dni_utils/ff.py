@@ -325,11 +325,11 @@ FF_CIFAR10_PROFILES: dict[str, dict] = {
         cnn=dict(width=8, conv_synth_hidden_layers=1, conv_synth_channels=8),
     ),
     "cpu": dict(
-        dataset="cifar10", archs=["fcn", "cnn"], depths=[3, 5], methods=list(METHODS), steps=2000,
+        dataset="cifar10", archs=["fcn", "cnn"], depths=[3, 4, 5, 6], methods=list(METHODS), steps=2000,
         batch_size=128, width=256, lr=1e-3, synth_hidden_layers=1, synth_hidden=1024, log_every=500,
         near_points=5.0, nobprop_margin=5.0, cdni_slack=1.0, assert_claims=True,
         cnn=dict(
-            depths=[3], width=16, steps=1200, batch_size=64, log_every=300, conv_synth_hidden_layers=0,
+            depths=[3, 5], width=16, steps=2000, batch_size=64, log_every=500, conv_synth_hidden_layers=0,
             conv_synth_channels=16,
         ),
     ),
