@@ -3,6 +3,10 @@
 ``DNI_DATA_DIR`` (default ``~/.cache/dni_utils/data``) is the torchvision root. A dataset that is
 missing there is downloaded, unless ``DNI_OFFLINE=1``; if it can be neither found nor
 downloaded, ``DataUnavailableError`` says how to supply it.
+
+``cifar10-standin`` is no real data: generated 3x32x32 images of 10 classes with the shape and
+size of CIFAR-10's test set, so that the CIFAR-10 notebook runs offline (tests, smoke profile).
+It is labelled ``synthetic`` everywhere, and no number measured on it is a CIFAR-10 result.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DATASETS = ("mnist", "mnist-5k")
+DATASETS = ("mnist", "mnist-5k", "cifar10", "cifar10-standin")
 
 
 class DataUnavailableError(RuntimeError):
@@ -139,6 +143,63 @@ def _mnist_5k() -> Dataset:
     )
 
 
+def _cifar10(root: Path) -> Dataset:
+    from torchvision.datasets import CIFAR10
+
+    how_to = (
+        "Put torchvision's cifar-10-batches-py/ folder (or cifar-10-python.tar.gz) in <data dir>, point "
+        "DNI_DATA_DIR at a folder that has it, or use dataset='cifar10-standin' (generated, offline)."
+    )
+    train, test = _torchvision(CIFAR10, root, "cifar10", how_to)
+    return Dataset(
+        name="cifar10",
+        x_train=_images(torch.from_numpy(train.data)),  # (50000, 32, 32, 3) uint8 -> (N, 3, 32, 32)
+        y_train=torch.tensor(train.targets, dtype=torch.long),
+        x_test=_images(torch.from_numpy(test.data)),
+        y_test=torch.tensor(test.targets, dtype=torch.long),
+        n_classes=10,
+        source="CIFAR-10 via torchvision",
+    )
+
+
+def cifar10_standin(n_train: int = 10_000, n_test: int = 2_000, seed: int = 0) -> Dataset:
+    """Generated stand-in of CIFAR-10's shape (N, 3, 32, 32), 10 classes: NOT CIFAR-10.
+
+    Each class has a smooth random colour prototype (a 4x4x3 random image, half shared by all
+    classes, upsampled); an example is a 32x32 crop of its class prototype at a random offset of up
+    to 8 pixels, dimmed or brightened, plus strong pixel noise, clipped to [0, 1]. It is learnable, so the code paths do something sensible,
+    but its numbers say nothing about CIFAR-10.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    coarse = 0.5 * torch.rand(1, 3, 4, 4, generator=gen) + 0.5 * torch.rand(10, 3, 4, 4, generator=gen)
+    protos = torch.nn.functional.interpolate(coarse, size=(40, 40), mode="bilinear")  # (10, 3, 40, 40)
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.randint(0, 10, (n,), generator=gen)
+        dx, dy = torch.randint(0, 9, (2, n), generator=gen)
+        rows = (dy.view(n, 1) + torch.arange(32)).view(n, 1, 32, 1).expand(n, 3, 32, 40)
+        x = protos[y].gather(2, rows)  # (n, 3, 32, 40)
+        cols = (dx.view(n, 1) + torch.arange(32)).view(n, 1, 1, 32).expand(n, 3, 32, 32)
+        x = x.gather(3, cols)  # (n, 3, 32, 32)
+        gain = 0.6 + 0.8 * torch.rand(n, 1, 1, 1, generator=gen)
+        return (gain * x + 0.6 * torch.randn(n, 3, 32, 32, generator=gen)).clamp_(0, 1), y
+
+    x_train, y_train = draw(n_train)
+    x_test, y_test = draw(n_test)
+    return Dataset(
+        name="cifar10-standin",
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        n_classes=10,
+        source=f"SYNTHETIC stand-in, not CIFAR-10: generated 3x32x32 images of 10 classes (seed {seed})",
+        reduced=True,
+        synthetic=True,
+        notes=["synthetic stand-in for CIFAR-10 (offline): its numbers are not CIFAR-10 results"],
+    )
+
+
 def load_dataset(name: str, root: str | Path | None = None) -> Dataset:
     """Load ``name`` (one of ``DATASETS``) into memory."""
     if name not in DATASETS:
@@ -146,6 +207,10 @@ def load_dataset(name: str, root: str | Path | None = None) -> Dataset:
     root = Path(root) if root is not None else data_dir()
     if name == "mnist":
         return _mnist(root)
+    if name == "cifar10":
+        return _cifar10(root)
+    if name == "cifar10-standin":
+        return cifar10_standin()
     return _mnist_5k()
 
 

@@ -7,13 +7,16 @@ import pandas as pd
 
 from .data import Dataset
 from .ff import METHOD_LABELS, METHODS, FFConfig, FFRun, train_ff
+from .models import ARCHS
+from .profiles import select_profile
 
 ARCH_LABELS = {"fcn": "FCN", "cnn": "CNN"}
 
 #: FFConfig fields a profile table may set.
 _CONFIG_KEYS = (
     "width", "steps", "batch_size", "lr", "synth_lr", "synth_kind", "synth_hidden_layers", "synth_hidden",
-    "csynth_kind", "csynth_hidden_layers", "grad_scale", "log_every",
+    "csynth_kind", "csynth_hidden_layers", "grad_scale", "log_every", "strided_pools", "conv_synth_hidden_layers",
+    "conv_synth_channels",
 )
 
 
@@ -31,18 +34,44 @@ def config_for(settings: dict, arch: str, depth: int, method: str, seed: int) ->
     return FFConfig(method=method, arch=arch, depth=depth, seed=seed, **values).validate()
 
 
+def select_ff_profile(profile: str, table: dict[str, dict], **overrides) -> dict:
+    """``select_profile`` for a feed-forward table: the settings of ``profile`` with the non-empty
+    ``overrides`` applied; an override also replaces the per-architecture value of that key
+    (``settings[arch]``), so a notebook parameter applies to every architecture."""
+    settings = select_profile(profile, table, **overrides)
+    unknown = [a for a in settings.get("archs", []) if a not in ARCHS]
+    if unknown:
+        raise ValueError(f"archs={settings['archs']!r} is invalid: expected a subset of {ARCHS}")
+    given = [k for k, v in overrides.items() if v is not None and (isinstance(v, bool) or v not in (0, "", [], ()))]
+    for arch in ARCHS:
+        for key in given:
+            settings.get(arch, {}).pop(key, None)
+    return settings
+
+
+def depths_for(settings: dict, arch: str, depths: list[int]) -> list[int]:
+    """The depths to run for ``arch``: ``settings[arch]["depths"]`` if the profile sets it, else ``depths``."""
+    return list(settings.get(arch, {}).get("depths", depths))
+
+
 def run_grid(
     settings: dict, data: Dataset, archs: list[str], depths: list[int], methods: list[str], seed: int,
     progress: bool = True,
 ) -> dict[tuple[str, int, str], FFRun]:
-    """Train every (arch, depth, method) with the same seed; returns the runs keyed by the triple."""
+    """Train every (arch, depth, method) with the same seed; returns the runs keyed by the triple.
+
+    ``settings[arch]["depths"]``, where the profile sets it, replaces ``depths`` for that arch.
+    """
     check_methods(methods)
-    for depth in depths:
-        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
-            raise ValueError(f"depths={depths!r} is invalid: expected positive integers")
+    grid = {arch: depths_for(settings, arch, depths) for arch in archs}
+    for arch_depths in grid.values():
+        if not arch_depths or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in arch_depths
+        ):
+            raise ValueError(f"depths={arch_depths!r} is invalid: expected positive integers")
     runs = {}
     for arch in archs:
-        for depth in depths:
+        for depth in grid[arch]:
             for method in methods:
                 cfg = config_for(settings, arch, depth, method, seed)
                 desc = f"{ARCH_LABELS.get(arch, arch)} {depth} layers {METHOD_LABELS[method]}"
@@ -82,7 +111,8 @@ def claims(
     - ``dni_near_bprop`` / ``cdni_near_bprop``: error within ``near_points`` of Bprop's, every cell;
     - ``cdni_at_least_dni``: cDNI's error at most DNI's + ``cdni_slack``, every cell;
     - ``nobprop_far_worse``: No Bprop's error at least ``nobprop_margin`` above Bprop's, every cell;
-    - ``nobprop_worse_with_depth``: No Bprop's error at the largest depth above that at the smallest.
+    - ``nobprop_worse_with_depth``: No Bprop's error at the largest depth above that at the smallest,
+      for every architecture run at more than one depth.
 
     A claim whose methods were not run is left out.
     """
@@ -100,13 +130,37 @@ def claims(
         out["nobprop_far_worse"] = all(
             err[(a, d, "nobprop")] - err[(a, d, "bprop")] >= nobprop_margin for a, d in cells
         )
-        depths = sorted({d for _, d in cells})
-        if len(depths) > 1:
-            archs = sorted({a for a, _ in cells})
+        depths = {a: sorted(d for b, d in cells if b == a) for a, _ in cells}
+        deep = [a for a, ds in depths.items() if len(ds) > 1]
+        if deep:
             out["nobprop_worse_with_depth"] = all(
-                err[(a, depths[-1], "nobprop")] > err[(a, depths[0], "nobprop")] for a in archs
+                err[(a, depths[a][-1], "nobprop")] > err[(a, depths[a][0], "nobprop")] for a in deep
             )
     return out
+
+
+def claims_by_arch(runs: dict[tuple[str, int, str], FFRun], settings: dict) -> dict[str, bool]:
+    """``claims`` judged separately for each architecture, keyed ``"<arch> <claim>"`` (e.g.
+    ``"cnn dni_near_bprop"``), with the thresholds of ``settings`` (``settings[arch]`` may override)."""
+    out: dict[str, bool] = {}
+    for arch in dict.fromkeys(a for a, _, _ in runs):
+        s = {**settings, **settings.get(arch, {})}
+        sub = {k: r for k, r in runs.items() if k[0] == arch}
+        got = claims(sub, s["near_points"], s["nobprop_margin"], s["cdni_slack"])
+        out.update({f"{arch} {name}": held for name, held in got.items()})
+    return out
+
+
+def failed_asserted_claims(checks: dict[str, bool], settings: dict) -> list[str]:
+    """The claims of ``claims_by_arch`` that did not hold, for the archs whose claims the profile
+    asserts (``assert_claims``: True, False or a list of claim names; ``settings[arch]`` may
+    override it)."""
+    def asserted(name: str) -> bool:
+        arch, claim = name.split(" ", 1)
+        which = settings.get(arch, {}).get("assert_claims", settings["assert_claims"])
+        return which if isinstance(which, bool) else claim in which
+
+    return [name for name, held in checks.items() if not held and asserted(name)]
 
 
 def paper_rows(runs: dict[tuple[str, int, str], FFRun], paper: dict[tuple[str, str], str]) -> list[dict]:

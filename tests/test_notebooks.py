@@ -3,6 +3,7 @@
 (Each notebook's own cells, claims included, are checked by nbval at the smoke profile: `make test`.)
 """
 
+import json
 from pathlib import Path
 
 import papermill as pm
@@ -12,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NB01 = ROOT / "notebooks" / "01_ff_mnist.ipynb"
 NB03 = ROOT / "notebooks" / "03_ff_async_updates.ipynb"
 NB04 = ROOT / "notebooks" / "04_ff_complete_unlock.ipynb"
+NB02 = ROOT / "notebooks" / "02_ff_cifar10.ipynb"
 
 
 def _run(tmp: Path, nb: Path = NB01, **params) -> Path:
@@ -65,5 +67,30 @@ def test_async_and_unlock_notebooks_write_identical_results_with_the_same_seed(t
 def test_bad_parameters_of_notebooks_03_and_04_fail_clearly_and_leave_nothing_behind(tmp_path, nb, params, message):
     with pytest.raises(pm.PapermillExecutionError) as info:
         _run(tmp_path, nb, **params)
+    assert message in str(info.value)
+    assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
+
+
+def test_notebook_02_smoke_is_deterministic_and_labelled_synthetic(tmp_path):
+    a = _run(tmp_path / "a", NB02, archs=["cnn"], methods=["bprop", "cdni"])
+    b = _run(tmp_path / "b", NB02, archs=["cnn"], methods=["bprop", "cdni"])
+    assert a.read_bytes() == b.read_bytes()
+    result = json.loads(a.read_text())
+    assert result["data"]["synthetic"] is True and "SYNTHETIC" in result["title"]
+    assert [r["setting"] for r in result["rows"]] == ["CNN, 3 layers", "CNN, 3 layers"]
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(profile="laptop"), "profile='laptop' is unknown"),
+        (dict(archs=["rnn"]), "archs=['rnn'] is invalid"),
+        (dict(dataset="imagenet"), "dataset='imagenet' is unknown"),
+        (dict(depths=[0]), "depths=[0] is invalid"),
+    ],
+)
+def test_notebook_02_bad_parameters_fail_clearly_and_leave_nothing_behind(tmp_path, params, message):
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        _run(tmp_path, NB02, **params)
     assert message in str(info.value)
     assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
