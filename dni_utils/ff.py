@@ -351,7 +351,7 @@ FF_MNIST_PROFILES: dict[str, dict] = {
         dataset="mnist-5k", archs=["fcn", "cnn"], depths=[3], methods=list(METHODS), steps=60, batch_size=64,
         width=64, lr=1e-3, synth_lr=0.0, synth_hidden_layers=1, synth_hidden=64, log_every=20,
         near_points=4.0, nobprop_margin=5.0, cdni_slack=1.0, assert_claims=False,
-        cnn=dict(width=8, conv_synth_hidden_layers=1, conv_synth_channels=8),
+        cnn=dict(width=8, lr=1e-3, synth_lr=0.0, conv_synth_hidden_layers=1, conv_synth_channels=8, assert_claims=False),
     ),
     "cpu": dict(
         # FCN: the layers learn at 1e-4 and the synthesizers at 1e-3, so that the synthesizers track
@@ -372,7 +372,9 @@ FF_MNIST_PROFILES: dict[str, dict] = {
         dataset="mnist", archs=["fcn", "cnn"], depths=[3, 4, 5, 6], methods=list(METHODS), steps=500_000,
         batch_size=256, width=256, lr=3e-5, synth_lr=0.0, synth_hidden_layers=2, synth_hidden=1024, log_every=5000,
         near_points=1.5, nobprop_margin=3.0, cdni_slack=0.5, assert_claims=True,
-        cnn=dict(width=128, conv_synth_hidden_layers=2, conv_synth_channels=128),
+        cnn=dict(
+            width=128, lr=3e-5, synth_lr=0.0, conv_synth_hidden_layers=2, conv_synth_channels=128, assert_claims=True
+        ),
     ),
 }
 
