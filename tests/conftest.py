@@ -12,3 +12,22 @@ def tiny_data() -> Dataset:
     y = torch.randint(0, 4, (320,), generator=gen)
     x = (protos[y] + 0.3 * torch.rand(320, 1, 8, 8, generator=gen)).clamp(0, 1)
     return Dataset("tiny", x[:256], y[:256], x[256:], y[256:], n_classes=4, source="generated", synthetic=True)
+
+
+@pytest.fixture
+def run_notebook():
+    """Execute a notebook with papermill at the smoke profile (by default) into ``tmp``; returns the
+    path of the result file it should have written."""
+    from pathlib import Path
+
+    import papermill as pm
+
+    def run(nb: Path, tmp: Path, **params) -> Path:
+        params = {"profile": "smoke", "progress": False, "results_dir": str(tmp / "results"),
+                  "figures_dir": str(tmp / "figures"), **params}
+        tmp.mkdir(parents=True, exist_ok=True)
+        pm.execute_notebook(str(nb), str(tmp / "out.ipynb"), parameters=params, cwd=str(nb.parent),
+                            progress_bar=False, log_output=False)
+        return tmp / "results" / f"{nb.stem}.{params['profile']}.json"
+
+    return run

@@ -12,18 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 NB05 = ROOT / "notebooks" / "05_rnn_copy.ipynb"
 
 
-def _run(tmp: Path, **params) -> Path:
-    params = {"profile": "smoke", "progress": False, "results_dir": str(tmp / "results"),
-              "figures_dir": str(tmp / "figures"), **params}
-    tmp.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(str(NB05), str(tmp / "out.ipynb"), parameters=params, cwd=str(NB05.parent),
-                        progress_bar=False, log_output=False)
-    return tmp / "results" / f"05_rnn_copy.{params['profile']}.json"
-
-
-def test_two_smoke_runs_with_the_same_seeds_write_identical_results(tmp_path):
-    a = _run(tmp_path / "a", tasks=["copy"], methods=["bptt", "dni_aux"])
-    b = _run(tmp_path / "b", tasks=["copy"], methods=["bptt", "dni_aux"])
+def test_two_smoke_runs_with_the_same_seeds_write_identical_results(run_notebook, tmp_path):
+    a = run_notebook(NB05, tmp_path / "a", tasks=["copy"], methods=["bptt", "dni_aux"])
+    b = run_notebook(NB05, tmp_path / "b", tasks=["copy"], methods=["bptt", "dni_aux"])
     assert a.read_bytes() == b.read_bytes()
 
 
@@ -35,8 +26,8 @@ def test_two_smoke_runs_with_the_same_seeds_write_identical_results(tmp_path):
         (dict(truncations=[0]), "truncations=[0] is invalid"),
     ],
 )
-def test_bad_parameters_fail_clearly_and_leave_nothing_behind(tmp_path, params, message):
+def test_bad_parameters_fail_clearly_and_leave_nothing_behind(run_notebook, tmp_path, params, message):
     with pytest.raises(pm.PapermillExecutionError) as info:
-        _run(tmp_path, **params)
+        run_notebook(NB05, tmp_path, **params)
     assert message in str(info.value)
     assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()

@@ -16,18 +16,9 @@ NB04 = ROOT / "notebooks" / "04_ff_complete_unlock.ipynb"
 NB02 = ROOT / "notebooks" / "02_ff_cifar10.ipynb"
 
 
-def _run(tmp: Path, nb: Path = NB01, **params) -> Path:
-    params = {"profile": "smoke", "progress": False, "results_dir": str(tmp / "results"),
-              "figures_dir": str(tmp / "figures"), **params}
-    tmp.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(str(nb), str(tmp / "out.ipynb"), parameters=params, cwd=str(nb.parent),
-                        progress_bar=False, log_output=False)
-    return tmp / "results" / f"{nb.stem}.{params['profile']}.json"
-
-
-def test_two_smoke_runs_with_the_same_seed_write_identical_results(tmp_path):
-    a = _run(tmp_path / "a", methods=["bprop", "cdni"])
-    b = _run(tmp_path / "b", methods=["bprop", "cdni"])
+def test_two_smoke_runs_with_the_same_seed_write_identical_results(run_notebook, tmp_path):
+    a = run_notebook(NB01, tmp_path / "a", methods=["bprop", "cdni"])
+    b = run_notebook(NB01, tmp_path / "b", methods=["bprop", "cdni"])
     assert a.read_bytes() == b.read_bytes()
 
 
@@ -40,17 +31,17 @@ def test_two_smoke_runs_with_the_same_seed_write_identical_results(tmp_path):
         (dict(depths=[0]), "depths=[0] is invalid"),
     ],
 )
-def test_bad_parameters_fail_clearly_and_leave_nothing_behind(tmp_path, params, message):
+def test_bad_parameters_fail_clearly_and_leave_nothing_behind(run_notebook, tmp_path, params, message):
     with pytest.raises(pm.PapermillExecutionError) as info:
-        _run(tmp_path, **params)
+        run_notebook(NB01, tmp_path, **params)
     assert message in str(info.value)
     assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
 
 
 @pytest.mark.parametrize("nb", [NB03, NB04])
-def test_async_and_unlock_notebooks_write_identical_results_with_the_same_seed(tmp_path, nb):
-    a = _run(tmp_path / "a", nb, steps=10)
-    b = _run(tmp_path / "b", nb, steps=10)
+def test_async_and_unlock_notebooks_write_identical_results_with_the_same_seed(run_notebook, tmp_path, nb):
+    a = run_notebook(nb, tmp_path / "a", steps=10)
+    b = run_notebook(nb, tmp_path / "b", steps=10)
     assert a.read_bytes() == b.read_bytes()
 
 
@@ -64,16 +55,16 @@ def test_async_and_unlock_notebooks_write_identical_results_with_the_same_seed(t
         (NB04, dict(dataset="imagenet"), "dataset='imagenet' is unknown"),
     ],
 )
-def test_bad_parameters_of_notebooks_03_and_04_fail_clearly_and_leave_nothing_behind(tmp_path, nb, params, message):
+def test_bad_parameters_of_notebooks_03_and_04_fail_clearly_and_leave_nothing_behind(run_notebook, tmp_path, nb, params, message):
     with pytest.raises(pm.PapermillExecutionError) as info:
-        _run(tmp_path, nb, **params)
+        run_notebook(nb, tmp_path, **params)
     assert message in str(info.value)
     assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
 
 
-def test_notebook_02_smoke_is_deterministic_and_labelled_synthetic(tmp_path):
-    a = _run(tmp_path / "a", NB02, archs=["cnn"], methods=["bprop", "cdni"])
-    b = _run(tmp_path / "b", NB02, archs=["cnn"], methods=["bprop", "cdni"])
+def test_notebook_02_smoke_is_deterministic_and_labelled_synthetic(run_notebook, tmp_path):
+    a = run_notebook(NB02, tmp_path / "a", archs=["cnn"], methods=["bprop", "cdni"])
+    b = run_notebook(NB02, tmp_path / "b", archs=["cnn"], methods=["bprop", "cdni"])
     assert a.read_bytes() == b.read_bytes()
     result = json.loads(a.read_text())
     assert result["data"]["synthetic"] is True and "SYNTHETIC" in result["title"]
@@ -89,8 +80,8 @@ def test_notebook_02_smoke_is_deterministic_and_labelled_synthetic(tmp_path):
         (dict(depths=[0]), "depths=[0] is invalid"),
     ],
 )
-def test_notebook_02_bad_parameters_fail_clearly_and_leave_nothing_behind(tmp_path, params, message):
+def test_notebook_02_bad_parameters_fail_clearly_and_leave_nothing_behind(run_notebook, tmp_path, params, message):
     with pytest.raises(pm.PapermillExecutionError) as info:
-        _run(tmp_path, NB02, **params)
+        run_notebook(NB02, tmp_path, **params)
     assert message in str(info.value)
     assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
