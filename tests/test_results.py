@@ -40,3 +40,12 @@ def test_readme_table_shows_failed_claims(tmp_path):
                 rows=[{"setting": "s", "method": "m", "metric": "e", "paper": "≈2", "reproduced": 3.14159}])
     text = readme.results_table([r])
     assert "**did not hold: broken**" in text and "| s | m | e | ≈2 | 3.14 |" in text
+
+
+def test_readme_leaves_smoke_results_out(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "README.md").write_text("<!-- results:start -->\n<!-- results:end -->\n<!-- index:start -->\n<!-- index:end -->\n")
+    write_results(_result(profile="smoke"), tmp_path / "results")
+    write_results(_result(profile="cpu"), tmp_path / "results")
+    text = readme.render(tmp_path)
+    assert "profile `cpu`" in text and "profile `smoke`" not in text
