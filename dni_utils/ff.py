@@ -35,6 +35,8 @@ METHODS = ("bprop", "nobprop", "dni", "cdni")
 METHOD_LABELS = {"bprop": "Bprop", "nobprop": "No Bprop", "dni": "DNI", "cdni": "cDNI"}
 #: How Bprop meets ``p_update < 1`` (see ``FFConfig.bprop_async``).
 BPROP_ASYNC = ("chain", "independent")
+#: What the synthesizers regress onto (see ``FFConfig.synth_target``).
+SYNTH_TARGETS = ("bootstrap", "true")
 
 
 class DivergenceError(FloatingPointError):
@@ -73,6 +75,14 @@ class FFConfig:
     # layer above it, so it updates only when it and all layers above it are available.
     # independent: each available layer applies its true gradient (the locking is ignored).
     bprop_async: str = "chain"
+    # What each synthesizer regresses onto (diagnostics). bootstrap: the paper's method, the next
+    # interface's synthetic gradient back-propagated through the block between (only the last
+    # synthesizer sees the true loss gradient). true: an ORACLE, the true back-propagated gradient
+    # dL/dh_i of this batch (one extra full backward pass per step); it separates "a synthesizer
+    # cannot model the gradient" from "bootstrapped targets compound errors". Not DNI: never
+    # used for a reported DNI result.
+    synth_target: str = "bootstrap"
+    synth_steps: int = 1  # synthesizer optimiser steps per target (the paper: 1)
 
     def validate(self) -> FFConfig:
         if self.method not in METHODS:
@@ -80,7 +90,7 @@ class FFConfig:
         if self.arch not in ARCHS:
             raise ValueError(f"arch={self.arch!r} is unknown: expected one of {ARCHS}")
         for name in (
-            "depth", "width", "steps", "batch_size", "log_every", "diag_batch", "synth_hidden", "conv_synth_channels"
+            "depth", "width", "steps", "batch_size", "synth_steps", "log_every", "diag_batch", "synth_hidden", "conv_synth_channels"
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -98,6 +108,8 @@ class FFConfig:
             raise ValueError(f"p_update={self.p_update!r} is invalid: expected a probability in (0, 1]")
         if self.bprop_async not in BPROP_ASYNC:
             raise ValueError(f"bprop_async={self.bprop_async!r} is unknown: expected one of {BPROP_ASYNC}")
+        if self.synth_target not in SYNTH_TARGETS:
+            raise ValueError(f"synth_target={self.synth_target!r} is unknown: expected one of {SYNTH_TARGETS}")
         if not all(0 < m < 1 for m in self.lr_milestones):
             raise ValueError(f"lr_milestones={self.lr_milestones!r} is invalid: expected fractions in (0, 1)")
         return self
@@ -183,7 +195,7 @@ class FFTrainer:
             )
         else:
             synth = make_synthesizer(cfg.synth_kind, shape, cfg.synth_hidden_layers, cfg.synth_hidden)
-        return BackwardInterface(synth, lr=cfg.synth_lr or cfg.lr, scale=cfg.grad_scale)
+        return BackwardInterface(synth, lr=cfg.synth_lr or cfg.lr, scale=cfg.grad_scale, steps=cfg.synth_steps)
 
     def context(self, y: torch.Tensor) -> torch.Tensor | None:
         return one_hot(y, self.n_classes) if self.cfg.method == "cdni" else None
@@ -234,6 +246,7 @@ class FFTrainer:
         ctx = self.context(y)
         learn = self.cfg.method != "nobprop"
         avail = self.available()  # layer i = block i with M_i; an unavailable one changes nothing
+        oracle = self._true_gradients(x, y) if learn and self.cfg.synth_target == "true" else None
         message = x
         for i, (block, iface, opt) in enumerate(zip(self.net.blocks, self.interfaces, self.block_opts)):
             h = block(message)  # h_i = f_i(h_{i-1})
@@ -244,7 +257,7 @@ class FFTrainer:
                     self.updates[i] += 1
                 opt.zero_grad(set_to_none=True)
                 if i > 0:  # message.grad = δ̂_i back-propagated through f_i: target of M_{i-1}
-                    self._update_synthesizer(i - 1, avail[i - 1])
+                    self._update_synthesizer(i - 1, avail[i - 1], oracle)
             message = nxt
         loss = task_loss(self.net.head(message), y)
         self.head_opt.zero_grad(set_to_none=True)
@@ -253,14 +266,32 @@ class FFTrainer:
             self.head_opt.step()
             self.head_updates += 1
         if learn:
-            self._update_synthesizer(len(self.interfaces) - 1, avail[-2])
+            self._update_synthesizer(len(self.interfaces) - 1, avail[-2], oracle)
         return loss.item() / x.shape[0]
 
-    def _update_synthesizer(self, i: int, available: bool) -> None:
+    def _update_synthesizer(self, i: int, available: bool, oracle: list[torch.Tensor] | None = None) -> None:
         if available:
-            self.interfaces[i].update()
+            self.interfaces[i].update(None if oracle is None else oracle[i])
         else:
             self.interfaces[i].discard()
+
+    def _true_gradients(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+        """dL/dh_i for every block output on this batch, by full backprop through the network as it
+        is at the start of the step (the oracle targets of ``synth_target="true"``). The network's
+        parameters receive no gradient; BatchNorm's running statistics are left as they were."""
+        saved = [(m, m.momentum) for m in self.net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        for m, _ in saved:
+            m.momentum = 0.0  # a forward in train mode that does not move the running statistics
+        try:
+            hs, h = [], x
+            for block in self.net.blocks:
+                h = block(h)
+                hs.append(h)
+            grads = torch.autograd.grad(task_loss(self.net.head(h), y), hs)
+        finally:
+            for m, momentum in saved:
+                m.momentum = momentum
+        return [g.detach() for g in grads]
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 2000) -> float:
@@ -276,8 +307,23 @@ class FFTrainer:
     def gradient_cosines(self, x: torch.Tensor, y: torch.Tensor) -> list[float]:
         """Cosine similarity between each synthesizer's prediction and the true back-propagated
         gradient dL/dh_i on a batch. Diagnostic only: it runs on copies and updates nothing."""
+        return self.gradient_diagnostics(x, y)["grad_cosine"]
+
+    def gradient_diagnostics(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, list[float]]:
+        """How good the synthetic gradients are, per interface, on one batch (on copies of the
+        network and synthesizers; nothing is updated):
+
+        - ``grad_cosine``: cos(δ̂_i, δ_i), prediction vs the true back-propagated gradient;
+        - ``fit_cosine``: cos(δ̂_i, t_i), prediction vs the target it regresses onto, where
+          t_i = J_{i+1}ᵀ (s·δ̂_{i+1}) is the next synthetic gradient back-propagated through block
+          i+1 (bootstrapping) and, for the last interface, the true gradient: how well each
+          synthesizer fits what it is taught;
+        - ``target_cosine``: cos(t_i, δ_i), its target vs the true gradient: how much of the true
+          gradient the bootstrapped target still carries.
+        """
+        names = ("grad_cosine", "fit_cosine", "target_cosine")
         if self.cfg.method not in ("dni", "cdni"):
-            return []
+            return {name: [] for name in names}
         net, ifaces = copy.deepcopy(self.net), copy.deepcopy(self.interfaces)
         hs, message = [], x
         for block in net.blocks:
@@ -286,12 +332,23 @@ class FFTrainer:
             hs.append(message)
         task_loss(net.head(message), y).backward()  # true gradients, full backprop
         ctx = self.context(y)
-        cosines = []
+
+        def cos(a: torch.Tensor, b: torch.Tensor) -> float:
+            return F.cosine_similarity(a.flatten(), b.flatten(), dim=0).item()
+
         with torch.no_grad():
-            for h, iface in zip(hs, ifaces):
-                pred = iface.synthesizer(h.detach(), ctx)
-                cosines.append(F.cosine_similarity(pred.flatten(), h.grad.flatten(), dim=0).item())
-        return cosines
+            preds = [iface.synthesizer(h.detach(), ctx) for h, iface in zip(hs, ifaces)]
+        targets = []
+        for i in range(len(hs) - 1):  # t_i = J_{i+1}ᵀ (s·δ̂_{i+1})
+            h_in = hs[i].detach().requires_grad_()
+            h_out = net.blocks[i + 1](h_in)
+            targets.append(torch.autograd.grad(h_out, h_in, ifaces[i + 1].scale * preds[i + 1])[0])
+        targets.append(hs[-1].grad)  # the last interface regresses onto the true gradient
+        return {
+            "grad_cosine": [cos(p, h.grad) for p, h in zip(preds, hs)],
+            "fit_cosine": [cos(p, t) for p, t in zip(preds, targets)],
+            "target_cosine": [cos(t, h.grad) for t, h in zip(targets, hs)],
+        }
 
 
 def train_ff(cfg: FFConfig, data: Dataset, progress: bool = True, desc: str | None = None) -> FFRun:
@@ -328,7 +385,7 @@ def train_ff(cfg: FFConfig, data: Dataset, progress: bool = True, desc: str | No
                     "train_loss": sum(losses) / len(losses),
                     "test_error": trainer.evaluate(data.x_test, data.y_test),
                     "synth_loss": [sum(a) / len(a) if a else None for a in synth_losses],
-                    "grad_cosine": trainer.gradient_cosines(diag_x, diag_y),
+                    **trainer.gradient_diagnostics(diag_x, diag_y),
                 }
             )
             bar.set_postfix(loss=f"{run.history[-1]['train_loss']:.3f}", err=f"{run.history[-1]['test_error']:.3f}")

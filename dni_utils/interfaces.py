@@ -65,16 +65,21 @@ class BackwardInterface(nn.Module):
         scale: float = 1.0,
         mode: str = "dni",
         optimizer: OptimizerFactory | None = None,
+        steps: int = 1,
     ) -> None:
         super().__init__()
         if not lr > 0:
             raise ValueError(f"lr={lr!r} is invalid: expected a positive number")
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise ValueError(f"steps={steps!r} is invalid: expected a positive integer")
         self.synthesizer = synthesizer
+        self.steps = steps  # optimiser steps per target (the later ones on a fresh prediction)
         self.scale = float(scale)
         self.mode = _check_mode(mode)
         params = [p for p in synthesizer.parameters() if p.requires_grad]
         self.optimizer = (optimizer or _adam(lr))(params) if params else None
-        self._pending: deque[tuple[torch.Tensor, torch.Tensor | None]] = deque()
+        # (prediction, message or None, trigger, context) per prediction awaiting its target
+        self._pending: deque[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]] = deque()
         self.last_loss = float("nan")  # the most recent synthesizer loss L_M
         self.n_updates = 0  # synthesizer updates so far
 
@@ -99,7 +104,7 @@ class BackwardInterface(nn.Module):
         if not self.training or self.mode == "off":
             return h.new_zeros(())
         pred = self.synthetic_gradient(h, context)  # δ̂: (B, *h.shape[1:])
-        self._pending.append((pred, None))
+        self._pending.append((pred, None, h.detach(), context))
         s = self.scale if self.mode == "dni" else 0.0
         return (h * (s * pred.detach())).sum()  # ∂/∂h = s·δ̂
 
@@ -119,7 +124,7 @@ class BackwardInterface(nn.Module):
         if self.mode == "dni" and h.requires_grad:
             h.backward(self.scale * pred.detach())  # upstream receives s·δ̂ (update unlocked)
         message = h.detach().requires_grad_()
-        self._pending.append((pred, message))
+        self._pending.append((pred, message, h.detach(), context))
         return message
 
     def update(self, target: torch.Tensor | None = None) -> float:
@@ -131,7 +136,7 @@ class BackwardInterface(nn.Module):
         """
         if not self._pending:
             raise RuntimeError("update() called with no pending prediction: call send() or inject() first")
-        pred, message = self._pending.popleft()
+        pred, message, trigger, context = self._pending.popleft()
         if target is None:
             if message is None:
                 raise ValueError("target is required for a prediction made by inject()")
@@ -140,9 +145,12 @@ class BackwardInterface(nn.Module):
             target = message.grad
         loss = synthesizer_loss(pred, target)
         if self.optimizer is not None:
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            for k in range(self.steps):
+                if k:  # a further step on the same target, from the updated synthesizer
+                    loss = synthesizer_loss(self.synthetic_gradient(trigger, context), target)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
         self.last_loss = loss.item()
         self.n_updates += 1
         return self.last_loss
