@@ -179,3 +179,31 @@ def test_claims_on_hand_made_numbers():
     errs[("2x1024 (paper)", 6)] = [12.0, 14.4]
     checks, _ = claims(*_frames(errs, cos, {3: 5.2, 6: 6.0}), settings)
     assert not checks["loss_compounds"] and not checks["oracle_near_bprop"] and not checks["capacity_helps"]
+
+
+NB09 = __import__("pathlib").Path(__file__).resolve().parents[1] / "notebooks" / "09_ff_dni_diagnosis.ipynb"
+
+
+def test_notebook_09_same_seed_same_bytes(run_notebook, tmp_path):
+    a = run_notebook(NB09, tmp_path / "a", steps=10, depths=[2])
+    b = run_notebook(NB09, tmp_path / "b", steps=10, depths=[2])
+    assert a.read_bytes() == b.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(profile="laptop"), "profile='laptop' is unknown"),
+        (dict(depths=[0]), "depths=[0] is invalid"),
+        (dict(seeds=[-1]), "seeds=[-1] is invalid"),
+        (dict(dataset="imagenet"), "dataset='imagenet' is unknown"),
+        (dict(workers=-2), "workers=-2 is invalid"),
+    ],
+)
+def test_notebook_09_bad_parameters_fail_clearly_and_leave_nothing_behind(run_notebook, tmp_path, params, message):
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        run_notebook(NB09, tmp_path, **params)
+    assert message in str(info.value)
+    assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
