@@ -7,10 +7,17 @@ downloaded, ``DataUnavailableError`` says how to supply it.
 ``cifar10-standin`` is no real data: generated 3x32x32 images of 10 classes with the shape and
 size of CIFAR-10's test set, so that the CIFAR-10 notebook runs offline (tests, smoke profile).
 It is labelled ``synthetic`` everywhere, and no number measured on it is a CIFAR-10 result.
+
+``cifar10-jpeg`` reads a CIFAR-10 tree in ``torchvision.datasets.ImageFolder``'s layout from
+``<data dir>/cifar-10-jpeg/{train,test}/<class>/*.jpg`` (for instance a JPEG re-encoding of the
+official split). It is decoded once and cached as uint8 tensors under ``$DNI_CACHE_DIR`` (default
+``~/.cache/dni_utils``), keyed by the tree's path and file listing, so later runs start fast. Its
+pixels are not the original batches': numbers on it are labelled "CIFAR-10 (JPEG copy)".
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DATASETS = ("mnist", "mnist-5k", "cifar10", "cifar10-standin")
+DATASETS = ("mnist", "mnist-5k", "cifar10", "cifar10-jpeg", "cifar10-standin")
+
+#: CIFAR-10's classes in its label order (``torchvision.datasets.CIFAR10.classes``).
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 class DataUnavailableError(RuntimeError):
@@ -39,6 +49,7 @@ class Dataset:
     reduced: bool = False  # True when it is not the full dataset
     synthetic: bool = False  # True for generated stand-ins
     notes: list[str] = field(default_factory=list)
+    label: str = ""  # how results name the data, e.g. "CIFAR-10 (JPEG q75 copy)"; empty = ``name``
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -48,6 +59,7 @@ class Dataset:
         """JSON-ready summary, for result files (no absolute paths: results stay comparable)."""
         return {
             "dataset": self.name,
+            "label": self.label or self.name,
             "source": self.source,
             "n_train": int(self.x_train.shape[0]),
             "n_test": int(self.x_test.shape[0]),
@@ -162,6 +174,106 @@ def _cifar10(root: Path) -> Dataset:
     )
 
 
+def cache_dir() -> Path:
+    """Where decoded datasets are cached: ``$DNI_CACHE_DIR`` or ``~/.cache/dni_utils``."""
+    return Path(os.environ.get("DNI_CACHE_DIR") or Path.home() / ".cache" / "dni_utils")
+
+
+def _image_folder(folder: Path) -> tuple[list[str], list[int]]:
+    """The files and labels of an ImageFolder split, labels in CIFAR-10's class order (checked)."""
+    from torchvision.datasets import ImageFolder
+
+    tree = ImageFolder(str(folder), allow_empty=True)
+    if sorted(tree.classes) != sorted(CIFAR10_CLASSES):
+        raise DataUnavailableError(
+            f"dataset='cifar10-jpeg': the class folders of {folder} are {tree.classes}, expected CIFAR-10's "
+            f"{list(CIFAR10_CLASSES)}"
+        )
+    to_label = {tree.class_to_idx[name]: CIFAR10_CLASSES.index(name) for name in tree.classes}
+    return [path for path, _ in tree.samples], [to_label[idx] for _, idx in tree.samples]
+
+
+def _decode(paths: list[str]) -> torch.Tensor:
+    """Image files -> uint8 (N, 3, H, W) with ImageFolder's loader (PIL, RGB), each checked to be 32 x 32."""
+    from torchvision.datasets.folder import pil_loader
+
+    out = torch.empty(len(paths), 3, 32, 32, dtype=torch.uint8)
+    for i, path in enumerate(paths):
+        image = np.array(pil_loader(path))
+        if image.shape != (32, 32, 3):
+            raise DataUnavailableError(f"dataset='cifar10-jpeg': {path} is {image.shape}, expected 32 x 32 RGB")
+        out[i] = torch.from_numpy(image).permute(2, 0, 1)
+    return out
+
+
+#: The JPEG standard's example luminance quantisation table (natural order), which libjpeg scales
+#: by the quality setting.
+_JPEG_LUMA = (
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29,
+    51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92, 49, 64, 78, 87, 103, 121,
+    120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+)
+
+
+def jpeg_quality(path: str | Path) -> int | None:
+    """The libjpeg quality setting a JPEG file was written with, from its luminance table (None if
+    the table is not a scaled standard one)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        table = list(getattr(image, "quantization", {}).get(0, []))
+    for quality in range(1, 101):
+        scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+        if table == [min(255, max(1, (q * scale + 50) // 100)) for q in _JPEG_LUMA]:
+            return quality
+    return None
+
+
+def _cifar10_jpeg(root: Path) -> Dataset:
+    tree = root / "cifar-10-jpeg"
+    if not (tree / "train").is_dir() or not (tree / "test").is_dir():
+        raise DataUnavailableError(
+            f"dataset='cifar10-jpeg': no train/ and test/ folders under {tree}. Put a CIFAR-10 tree in "
+            "torchvision's ImageFolder layout there (train/<class>/*.jpg, test/<class>/*.jpg, the ten CIFAR-10 "
+            "class names), point DNI_DATA_DIR at a folder that has one, or use dataset='cifar10-standin'."
+        )
+    splits = {name: _image_folder(tree / name) for name in ("train", "test")}
+    listing = "\n".join(f"{p} {os.path.getsize(p)}" for paths, _ in splits.values() for p in paths)
+    key = hashlib.sha256(f"{tree.resolve()}\n{listing}".encode()).hexdigest()[:16]
+    cached = cache_dir() / f"cifar10-jpeg-{key}.pt"
+    if cached.exists():
+        tensors = torch.load(cached, weights_only=True)
+    else:
+        tensors = {}
+        for name, (paths, labels) in splits.items():
+            tensors[f"x_{name}"] = _decode(paths)
+            tensors[f"y_{name}"] = torch.tensor(labels, dtype=torch.long)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(".part")
+        torch.save(tensors, partial)
+        partial.replace(cached)  # never leaves a half-written cache behind
+    quality = jpeg_quality(splits["train"][0][0])
+    label = f"CIFAR-10 (JPEG q{quality} copy)" if quality else "CIFAR-10 (JPEG copy)"
+    ds = Dataset(
+        name="cifar10-jpeg",
+        x_train=tensors["x_train"].float().div_(255.0),
+        y_train=tensors["y_train"],
+        x_test=tensors["x_test"].float().div_(255.0),
+        y_test=tensors["y_test"],
+        n_classes=10,
+        source=f"{label}: an ImageFolder tree of CIFAR-10 images re-encoded as JPEG, decoded with torchvision; "
+               "pixels differ slightly from the original batches, so its numbers are close to, but not, CIFAR-10 "
+               "numbers",
+        notes=[f"{label}: not the original lossless batches"],
+        label=label,
+    )
+    n_train, n_test = ds.x_train.shape[0], ds.x_test.shape[0]
+    if n_train < 50_000 or n_test < 10_000:
+        ds.reduced = True
+        ds.notes.append(f"reduced data: {n_train} training and {n_test} test images instead of 50,000 and 10,000")
+    return ds
+
+
 def cifar10_standin(n_train: int = 10_000, n_test: int = 2_000, seed: int = 0) -> Dataset:
     """Generated stand-in of CIFAR-10's shape (N, 3, 32, 32), 10 classes: NOT CIFAR-10.
 
@@ -209,6 +321,8 @@ def load_dataset(name: str, root: str | Path | None = None) -> Dataset:
         return _mnist(root)
     if name == "cifar10":
         return _cifar10(root)
+    if name == "cifar10-jpeg":
+        return _cifar10_jpeg(root)
     if name == "cifar10-standin":
         return cifar10_standin()
     return _mnist_5k()

@@ -407,7 +407,7 @@ FF_MNIST_PROFILES: dict[str, dict] = {
     "smoke": dict(
         dataset="mnist-5k", archs=["fcn", "cnn"], depths=[3], methods=list(METHODS), steps=60, batch_size=64,
         width=64, lr=1e-3, synth_lr=0.0, synth_hidden_layers=1, synth_hidden=64, log_every=20,
-        near_points=4.0, nobprop_margin=5.0, cdni_slack=1.0, assert_claims=False,
+        near_points=4.0, nobprop_margin=5.0, cdni_slack=1.0, assert_claims=False, seeds=[0], workers=1,
         cnn=dict(width=8, lr=1e-3, synth_lr=0.0, conv_synth_hidden_layers=1, conv_synth_channels=8, assert_claims=False),
     ),
     "cpu": dict(
@@ -421,7 +421,7 @@ FF_MNIST_PROFILES: dict[str, dict] = {
         # layers at this budget (notebook 09), so the DNI claim is reported and not asserted at cpu.
         dataset="mnist", archs=["fcn", "cnn"], depths=[3, 4, 5, 6], methods=list(METHODS), steps=2000, batch_size=256,
         width=256, lr=1e-4, synth_lr=1e-3, synth_hidden_layers=1, synth_hidden=1024, log_every=200,
-        near_points=4.0, nobprop_margin=5.0, cdni_slack=1.0,
+        near_points=4.0, nobprop_margin=5.0, cdni_slack=1.0, seeds=[0, 1, 2], workers=0,
         assert_claims=["cdni_near_bprop", "cdni_at_least_dni", "nobprop_far_worse", "nobprop_worse_with_depth"],
         cnn=dict(
             depths=[3], width=16, steps=1200, batch_size=64, lr=1e-3, synth_lr=0.0, log_every=300,
@@ -431,7 +431,7 @@ FF_MNIST_PROFILES: dict[str, dict] = {
     "paper": dict(
         dataset="mnist", archs=["fcn", "cnn"], depths=[3, 4, 5, 6], methods=list(METHODS), steps=500_000,
         batch_size=256, width=256, lr=3e-5, synth_lr=0.0, synth_hidden_layers=2, synth_hidden=1024, log_every=5000,
-        near_points=1.5, nobprop_margin=3.0, cdni_slack=0.5, assert_claims=True,
+        near_points=1.5, nobprop_margin=3.0, cdni_slack=0.5, assert_claims=True, seeds=[0, 1, 2], workers=0,
         cnn=dict(
             width=128, lr=3e-5, synth_lr=0.0, conv_synth_hidden_layers=2, conv_synth_channels=128, assert_claims=True
         ),
@@ -446,13 +446,13 @@ FF_CIFAR10_PROFILES: dict[str, dict] = {
     "smoke": dict(
         dataset="cifar10-standin", archs=["fcn", "cnn"], depths=[3], methods=list(METHODS), steps=40,
         batch_size=64, width=32, lr=1e-3, synth_hidden_layers=1, synth_hidden=64, log_every=20,
-        near_points=5.0, nobprop_margin=5.0, cdni_slack=1.0, assert_claims=False,
+        near_points=5.0, nobprop_margin=5.0, cdni_slack=1.0, assert_claims=False, seeds=[0], workers=1,
         cnn=dict(width=8, conv_synth_hidden_layers=1, conv_synth_channels=8),
     ),
     "cpu": dict(
         dataset="cifar10", archs=["fcn", "cnn"], depths=[3, 4, 5, 6], methods=list(METHODS), steps=2000,
         batch_size=128, width=256, lr=1e-3, synth_hidden_layers=1, synth_hidden=1024, log_every=500,
-        near_points=5.0, nobprop_margin=5.0, cdni_slack=1.0, assert_claims=True,
+        near_points=5.0, nobprop_margin=5.0, cdni_slack=1.0, assert_claims=True, seeds=[0], workers=0,
         cnn=dict(
             depths=[3, 5], width=16, steps=2000, batch_size=64, log_every=500, conv_synth_hidden_layers=0,
             conv_synth_channels=16,
@@ -461,7 +461,7 @@ FF_CIFAR10_PROFILES: dict[str, dict] = {
     "paper": dict(
         dataset="cifar10", archs=["fcn", "cnn"], depths=[3, 4, 5, 6], methods=list(METHODS), steps=500_000,
         batch_size=256, width=256, lr=3e-5, synth_hidden_layers=2, synth_hidden=1024, log_every=5000,
-        near_points=3.0, nobprop_margin=5.0, cdni_slack=1.0, assert_claims=True,
+        near_points=3.0, nobprop_margin=5.0, cdni_slack=1.0, assert_claims=True, seeds=[0, 1, 2], workers=0,
         cnn=dict(width=128, conv_synth_hidden_layers=2, conv_synth_channels=128),
     ),
 }

@@ -15,8 +15,10 @@ import dataclasses
 import pandas as pd
 
 from .data import Dataset
-from .ff import METHOD_LABELS, FFRun, train_ff
-from .fftable import check_methods, config_for
+from .ff import METHOD_LABELS, FFRun
+from .fftable import cell_errors, check_methods, config_for
+from .profiles import check_seeds, clearly_above, mean_sd
+from .runner import train_many
 
 #: Settings per profile for notebook 03. ``p_updates``: the grid of the sweep (every method is run
 #: at every value); ``curve_ps``: the values whose learning curves are drawn. The claims (test
@@ -30,22 +32,22 @@ from .fftable import check_methods, config_for
 ASYNC_PROFILES: dict[str, dict] = {
     "smoke": dict(
         dataset="mnist-5k", depth=4, methods=["bprop", "dni", "cdni"], p_updates=[1.0, 0.2], curve_ps=[1.0, 0.2],
-        steps=40, batch_size=64, width=32, lr=1e-3, synth_hidden_layers=1, synth_hidden=32, log_every=20,
-        bprop_async="chain", claim_p=0.2, cdni_p=0.2, max_error=90.0, breakdown_margin=0.0, assert_claims=False,
-        asserted_claims=[],
+        steps=40, batch_size=64, width=32, lr=1e-3, synth_lr=0.0, synth_hidden_layers=1, synth_hidden=32,
+        log_every=20, bprop_async="chain", claim_p=0.2, cdni_p=0.2, max_error=90.0, breakdown_margin=0.0,
+        assert_claims=False, asserted_claims=[], seeds=[0], workers=1,
     ),
     "cpu": dict(
         dataset="mnist", depth=4, methods=["bprop", "dni", "cdni"], p_updates=[1.0, 0.2, 0.05],
         curve_ps=[1.0, 0.2, 0.05], steps=3000, batch_size=128, width=256, lr=1e-4, synth_lr=1e-3,
         synth_hidden_layers=1, synth_hidden=1024, log_every=300, bprop_async="chain", claim_p=0.2, cdni_p=0.05,
-        max_error=20.0, breakdown_margin=2.0, assert_claims=True,
+        max_error=20.0, breakdown_margin=2.0, assert_claims=True, seeds=[0, 1, 2], workers=0,
         asserted_claims=["dni_trains_at_p", "cdni_trains_at_low_p", "bprop_breaks_down"],
     ),
     "paper": dict(
         dataset="mnist", depth=4, methods=["bprop", "dni", "cdni"], p_updates=[1.0, 0.5, 0.2, 0.1, 0.05],
-        curve_ps=[1.0, 0.2, 0.05], steps=500_000, batch_size=256, width=256, lr=3e-5, synth_hidden_layers=2,
-        synth_hidden=1024, log_every=5000, bprop_async="chain", claim_p=0.2, cdni_p=0.05, max_error=3.0,
-        breakdown_margin=3.0, assert_claims=True,
+        curve_ps=[1.0, 0.2, 0.05], steps=500_000, batch_size=256, width=256, lr=3e-5, synth_lr=0.0,
+        synth_hidden_layers=2, synth_hidden=1024, log_every=5000, bprop_async="chain", claim_p=0.2, cdni_p=0.05, max_error=3.0,
+        breakdown_margin=3.0, assert_claims=True, seeds=[0, 1, 2], workers=0,
         asserted_claims=["dni_trains_at_p", "cdni_trains_at_low_p", "bprop_breaks_down"],
     ),
 }
@@ -58,87 +60,93 @@ def check_p_updates(p_updates: list[float]) -> list[float]:
 
 
 def run_sweep(
-    settings: dict, data: Dataset, methods: list[str], p_updates: list[float], seed: int, progress: bool = True,
-) -> dict[tuple[str, float], FFRun]:
-    """Train every (method, p_update) from the same seed; returns the runs keyed by the pair."""
+    settings: dict, data: Dataset, methods: list[str], p_updates: list[float], seeds: list[int],
+    progress: bool = True, workers: int = 1,
+) -> dict[tuple[str, float, int], FFRun]:
+    """Train every (method, p_update, seed); returns the runs keyed by the triple (spread over
+    ``workers`` processes; the numbers do not depend on it)."""
     check_methods(methods)
-    runs = {}
-    for p in check_p_updates(p_updates):
-        for method in methods:
-            cfg = config_for(settings, "fcn", settings["depth"], method, seed)
-            cfg = dataclasses.replace(cfg, p_update=p, bprop_async=settings["bprop_async"]).validate()
-            desc = f"{METHOD_LABELS[method]} p_update={p:g}"
-            runs[(method, p)] = train_ff(cfg, data, progress=progress, desc=desc)
-    return runs
+    keys = [(m, p, seed) for p in check_p_updates(p_updates) for m in methods for seed in check_seeds(seeds)]
+    cfgs = [
+        dataclasses.replace(
+            config_for(settings, "fcn", settings["depth"], m, seed), p_update=p, bprop_async=settings["bprop_async"]
+        ).validate()
+        for m, p, seed in keys
+    ]
+    return dict(zip(keys, train_many(cfgs, data, workers=workers, progress=progress, desc="sweep")))
 
 
-def final_frame(runs: dict[tuple[str, float], FFRun]) -> pd.DataFrame:
-    """One row per run: method, p_update, final test error (%)."""
-    return pd.DataFrame(
-        [{"method": METHOD_LABELS[m], "p_update": p, "test error (%)": 100 * r.test_error} for (m, p), r in runs.items()]
-    )
+def final_frame(runs: dict[tuple[str, float, int], FFRun]) -> pd.DataFrame:
+    """One row per run: method, p_update, seed, final test error (%)."""
+    return pd.DataFrame([
+        {"method": METHOD_LABELS[m], "p_update": p, "seed": seed, "test error (%)": 100 * r.test_error}
+        for (m, p, seed), r in runs.items()
+    ])
 
 
-def curves_frame(runs: dict[tuple[str, float], FFRun], ps: list[float] | None = None) -> pd.DataFrame:
-    """Long table of the learning curves: one row per (method, p_update, logged step)."""
+def curves_frame(runs: dict[tuple[str, float, int], FFRun], ps: list[float] | None = None) -> pd.DataFrame:
+    """Long table of the learning curves: one row per (method, p_update, seed, logged step)."""
     return pd.DataFrame(
         [
-            {"method": METHOD_LABELS[m], "p_update": p, "step": h["step"], "test error (%)": 100 * h["test_error"]}
-            for (m, p), r in runs.items()
+            {"method": METHOD_LABELS[m], "p_update": p, "seed": seed, "step": h["step"],
+             "test error (%)": 100 * h["test_error"]}
+            for (m, p, seed), r in runs.items()
             if ps is None or p in ps
             for h in r.history
         ]
     )
 
 
-def updates_frame(runs: dict[tuple[str, float], FFRun]) -> pd.DataFrame:
-    """Parameter updates each layer received: one row per (method, p_update, layer).
+def updates_frame(runs: dict[tuple[str, float, int], FFRun]) -> pd.DataFrame:
+    """Parameter updates each layer received: one row per (method, p_update, seed, layer).
 
     Layers are numbered from the input: ``1`` .. ``depth`` the hidden blocks, then ``out``.
     """
     rows = []
-    for (m, p), r in runs.items():
+    for (m, p, seed), r in runs.items():
         names = [str(i + 1) for i in range(len(r.updates))] + ["out"]
         for name, n in zip(names, [*r.updates, r.head_updates]):
-            rows.append({"method": METHOD_LABELS[m], "p_update": p, "layer": name, "updates": n,
+            rows.append({"method": METHOD_LABELS[m], "p_update": p, "seed": seed, "layer": name, "updates": n,
                          "fraction of steps": n / r.config.steps})
     return pd.DataFrame(rows)
 
 
 def claims(
-    runs: dict[tuple[str, float], FFRun], claim_p: float, cdni_p: float, max_error: float, breakdown_margin: float,
+    runs: dict[tuple[str, float, int], FFRun], claim_p: float, cdni_p: float, max_error: float,
+    breakdown_margin: float,
 ) -> dict[str, bool]:
-    """The paper's claims on asynchronous updates, judged on the final test errors (%):
+    """The paper's claims on asynchronous updates, judged on the mean final test errors (%) over seeds:
 
-    - ``dni_trains_at_p``: DNI's error at ``claim_p`` at most ``max_error``;
-    - ``cdni_trains_at_low_p``: cDNI's error at ``cdni_p`` at most ``max_error``;
+    - ``dni_trains_at_p``: DNI's mean error at ``claim_p`` at most ``max_error``;
+    - ``cdni_trains_at_low_p``: cDNI's mean error at ``cdni_p`` at most ``max_error``;
     - ``bprop_breaks_down``: Bprop's error at ``claim_p`` at least ``breakdown_margin`` above the
-      best decoupled method's error there.
+      best decoupled method's there, beyond the spread (``clearly_above``).
 
     A claim whose runs are missing is left out.
     """
-    err = {k: 100 * r.test_error for k, r in runs.items()}
+    errs = cell_errors(runs)
+    err = {k: mean_sd(v)[0] for k, v in errs.items()}
     out: dict[str, bool] = {}
     if ("dni", claim_p) in err:
         out["dni_trains_at_p"] = err[("dni", claim_p)] <= max_error
     if ("cdni", cdni_p) in err:
         out["cdni_trains_at_low_p"] = err[("cdni", cdni_p)] <= max_error
-    decoupled = [err[(m, claim_p)] for m in ("dni", "cdni") if (m, claim_p) in err]
+    decoupled = [(m, claim_p) for m in ("dni", "cdni") if (m, claim_p) in err]
     if ("bprop", claim_p) in err and decoupled:
-        out["bprop_breaks_down"] = err[("bprop", claim_p)] >= min(decoupled) + breakdown_margin
+        best = min(decoupled, key=err.get)
+        out["bprop_breaks_down"] = clearly_above(errs[("bprop", claim_p)], errs[best], breakdown_margin)
     return out
 
 
-def paper_rows(runs: dict[tuple[str, float], FFRun], depth: int) -> list[dict]:
-    """Rows for the README: the reproduced final error beside what the paper reports."""
+def paper_rows(runs: dict[tuple[str, float, int], FFRun], depth: int) -> list[dict]:
+    """Rows for the README: the reproduced mean final error over seeds (``spread``: standard
+    deviation, ``n``: seeds) beside what the paper reports."""
     paper = {("dni", 0.2): "≈2", ("cdni", 0.05): "≈2 (slower)", ("bprop", 0.2): "breaks down"}
-    return [
-        {
-            "setting": f"FCN, {depth} layers, p_update {p:g}",
-            "method": METHOD_LABELS[m],
-            "metric": "test error (%)",
-            "paper": paper.get((m, p)),
-            "reproduced": 100 * r.test_error,
-        }
-        for (m, p), r in sorted(runs.items(), key=lambda kv: (-kv[0][1], kv[0][0]))
-    ]
+    rows = []
+    for (m, p), errs in sorted(cell_errors(runs).items(), key=lambda kv: (-kv[0][1], kv[0][0])):
+        mean, sd = mean_sd(errs)
+        rows.append({
+            "setting": f"FCN, {depth} layers, p_update {p:g}", "method": METHOD_LABELS[m], "metric": "test error (%)",
+            "paper": paper.get((m, p)), "reproduced": mean, "spread": sd, "n": len(errs),
+        })
+    return rows

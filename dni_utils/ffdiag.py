@@ -26,6 +26,7 @@ import pandas as pd
 
 from .data import Dataset
 from .ff import FFConfig, FFRun
+from .profiles import check_seeds
 from .runner import train_many
 
 #: The DNI baseline of the diagnosis: notebook 01's cpu settings for DNI before it.
@@ -81,12 +82,6 @@ DIAG_PROFILES: dict[str, dict] = {
 }
 
 _SHARED = ("steps", "batch_size", "width", "log_every")
-
-
-def check_seeds(seeds: list) -> list[int]:
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
-        raise ValueError(f"seeds={seeds!r} is invalid: expected a non-empty list of integers >= 0")
-    return list(dict.fromkeys(seeds))
 
 
 def check_depths(depths: list) -> list[int]:

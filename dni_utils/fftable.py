@@ -1,14 +1,16 @@
-"""The feed-forward table (notebooks 01 and 02): run a grid of (arch, depth, method), turn it into
-curves, a table, the paper-vs-reproduced rows and the paper's qualitative claims."""
+"""The feed-forward table (notebooks 01 and 02): run a grid of (arch, depth, method, seed), turn it
+into curves, a table of means and spreads over seeds, the paper-vs-reproduced rows and the paper's
+qualitative claims (judged on the means, differences beyond the spread)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from .data import Dataset
-from .ff import METHOD_LABELS, METHODS, FFConfig, FFRun, train_ff
+from .ff import METHOD_LABELS, METHODS, FFConfig, FFRun
 from .models import ARCHS
-from .profiles import select_profile
+from .profiles import check_seeds, clearly_above, mean_sd, select_profile
+from .runner import train_many
 
 ARCH_LABELS = {"fcn": "FCN", "cnn": "CNN"}
 
@@ -54,71 +56,81 @@ def depths_for(settings: dict, arch: str, depths: list[int]) -> list[int]:
     return list(settings.get(arch, {}).get("depths", depths))
 
 
-def run_grid(
-    settings: dict, data: Dataset, archs: list[str], depths: list[int], methods: list[str], seed: int,
-    progress: bool = True,
-) -> dict[tuple[str, int, str], FFRun]:
-    """Train every (arch, depth, method) with the same seed; returns the runs keyed by the triple.
+Key = tuple  # (arch, depth, method, seed)
 
-    ``settings[arch]["depths"]``, where the profile sets it, replaces ``depths`` for that arch.
+
+def run_grid(
+    settings: dict, data: Dataset, archs: list[str], depths: list[int], methods: list[str], seeds: list[int],
+    progress: bool = True, workers: int = 1,
+) -> dict[Key, FFRun]:
+    """Train every (arch, depth, method, seed); returns the runs keyed by that quadruple.
+
+    ``settings[arch]["depths"]``, where the profile sets it, replaces ``depths`` for that arch. The
+    runs are spread over ``workers`` processes (``runner.train_many``; the numbers do not depend on it).
     """
     check_methods(methods)
+    seeds = check_seeds(seeds)
     grid = {arch: depths_for(settings, arch, depths) for arch in archs}
     for arch_depths in grid.values():
         if not arch_depths or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in arch_depths
         ):
             raise ValueError(f"depths={arch_depths!r} is invalid: expected positive integers")
-    runs = {}
-    for arch in archs:
-        for depth in grid[arch]:
-            for method in methods:
-                cfg = config_for(settings, arch, depth, method, seed)
-                desc = f"{ARCH_LABELS.get(arch, arch)} {depth} layers {METHOD_LABELS[method]}"
-                runs[(arch, depth, method)] = train_ff(cfg, data, progress=progress, desc=desc)
-    return runs
+    keys = [(arch, depth, method, seed) for arch in archs for depth in grid[arch] for method in methods for seed in seeds]
+    cfgs = [config_for(settings, *key) for key in keys]
+    return dict(zip(keys, train_many(cfgs, data, workers=workers, progress=progress, desc="grid")))
 
 
-def curves_frame(runs: dict[tuple[str, int, str], FFRun]) -> pd.DataFrame:
-    """Long table: one row per (arch, depth, method, logged step)."""
+def cell_errors(runs: dict[Key, FFRun]) -> dict[tuple, list[float]]:
+    """Final test errors (%) per cell (the key without its seed), in seed order."""
+    cells: dict[tuple, list[float]] = {}
+    for key, run in runs.items():
+        cells.setdefault(key[:-1], []).append(100 * run.test_error)
+    return cells
+
+
+def curves_frame(runs: dict[Key, FFRun]) -> pd.DataFrame:
+    """Long table: one row per (arch, depth, method, seed, logged step)."""
     rows = [
         {
-            "arch": ARCH_LABELS.get(arch, arch), "layers": depth, "method": METHOD_LABELS[method],
+            "arch": ARCH_LABELS.get(arch, arch), "layers": depth, "method": METHOD_LABELS[method], "seed": seed,
             "step": h["step"], "test error (%)": 100 * h["test_error"], "train loss": h["train_loss"],
         }
-        for (arch, depth, method), run in runs.items()
+        for (arch, depth, method, seed), run in runs.items()
         for h in run.history
     ]
     return pd.DataFrame(rows)
 
 
-def final_errors(runs: dict[tuple[str, int, str], FFRun]) -> pd.DataFrame:
-    """Final test error (%) with rows (arch, method) and one column per depth, as in the paper."""
+def final_errors(runs: dict[Key, FFRun], stat: str = "mean") -> pd.DataFrame:
+    """Final test error (%) over seeds (``stat``: "mean" or "std", 0 for one seed) with rows
+    (arch, method) and one column per depth, as in the paper."""
     rows = [
-        {"arch": ARCH_LABELS.get(a, a), "method": METHOD_LABELS[m], "layers": d, "error": 100 * r.test_error}
-        for (a, d, m), r in runs.items()
+        {"arch": ARCH_LABELS.get(a, a), "method": METHOD_LABELS[m], "layers": d, "error": mean_sd(errs)[stat == "std"]}
+        for (a, d, m), errs in cell_errors(runs).items()
     ]
     table = pd.DataFrame(rows).pivot_table(index=["arch", "method"], columns="layers", values="error")
     order = [METHOD_LABELS[m] for m in METHODS]
     return table.reindex(sorted(table.index, key=lambda am: (am[0], order.index(am[1]))))
 
 
-def claims(
-    runs: dict[tuple[str, int, str], FFRun], near_points: float, nobprop_margin: float, cdni_slack: float,
-) -> dict[str, bool]:
-    """The paper's qualitative claims, judged on the final test errors (in percentage points):
+def claims(runs: dict[Key, FFRun], near_points: float, nobprop_margin: float, cdni_slack: float) -> dict[str, bool]:
+    """The paper's qualitative claims, judged on the mean final test errors over seeds (in
+    percentage points); a claimed difference must also exceed the spread (``clearly_above``):
 
-    - ``dni_near_bprop`` / ``cdni_near_bprop``: error within ``near_points`` of Bprop's, every cell;
-    - ``cdni_at_least_dni``: cDNI's error at most DNI's + ``cdni_slack``, every cell;
-    - ``nobprop_far_worse``: No Bprop's error at least ``nobprop_margin`` above Bprop's, every cell;
+    - ``dni_near_bprop`` / ``cdni_near_bprop``: mean error within ``near_points`` of Bprop's, every cell;
+    - ``cdni_at_least_dni``: cDNI's mean error at most DNI's + ``cdni_slack``, every cell;
+    - ``nobprop_far_worse``: No Bprop's error at least ``nobprop_margin`` above Bprop's, beyond the
+      spread, every cell;
     - ``nobprop_worse_with_depth``: No Bprop's error at the largest depth above that at the smallest,
-      for every architecture run at more than one depth.
+      beyond the spread, for every architecture run at more than one depth.
 
     A claim whose methods were not run is left out.
     """
-    err = {k: 100 * r.test_error for k, r in runs.items()}
-    cells = sorted({(a, d) for a, d, _ in runs})
-    have = {m for _, _, m in runs}
+    errs = cell_errors(runs)
+    err = {k: mean_sd(v)[0] for k, v in errs.items()}
+    cells = sorted({(a, d) for a, d, _ in errs})
+    have = {m for _, _, m in errs}
     out: dict[str, bool] = {}
     if {"dni", "bprop"} <= have:
         out["dni_near_bprop"] = all(err[(a, d, "dni")] - err[(a, d, "bprop")] <= near_points for a, d in cells)
@@ -128,22 +140,22 @@ def claims(
         out["cdni_at_least_dni"] = all(err[(a, d, "cdni")] <= err[(a, d, "dni")] + cdni_slack for a, d in cells)
     if {"nobprop", "bprop"} <= have:
         out["nobprop_far_worse"] = all(
-            err[(a, d, "nobprop")] - err[(a, d, "bprop")] >= nobprop_margin for a, d in cells
+            clearly_above(errs[(a, d, "nobprop")], errs[(a, d, "bprop")], nobprop_margin) for a, d in cells
         )
         depths = {a: sorted(d for b, d in cells if b == a) for a, _ in cells}
         deep = [a for a, ds in depths.items() if len(ds) > 1]
         if deep:
             out["nobprop_worse_with_depth"] = all(
-                err[(a, depths[a][-1], "nobprop")] > err[(a, depths[a][0], "nobprop")] for a in deep
+                clearly_above(errs[(a, depths[a][-1], "nobprop")], errs[(a, depths[a][0], "nobprop")]) for a in deep
             )
     return out
 
 
-def claims_by_arch(runs: dict[tuple[str, int, str], FFRun], settings: dict) -> dict[str, bool]:
+def claims_by_arch(runs: dict[Key, FFRun], settings: dict) -> dict[str, bool]:
     """``claims`` judged separately for each architecture, keyed ``"<arch> <claim>"`` (e.g.
     ``"cnn dni_near_bprop"``), with the thresholds of ``settings`` (``settings[arch]`` may override)."""
     out: dict[str, bool] = {}
-    for arch in dict.fromkeys(a for a, _, _ in runs):
+    for arch in dict.fromkeys(k[0] for k in runs):
         s = {**settings, **settings.get(arch, {})}
         sub = {k: r for k, r in runs.items() if k[0] == arch}
         got = claims(sub, s["near_points"], s["nobprop_margin"], s["cdni_slack"])
@@ -163,28 +175,27 @@ def failed_asserted_claims(checks: dict[str, bool], settings: dict) -> list[str]
     return [name for name, held in checks.items() if not held and asserted(name)]
 
 
-def paper_rows(runs: dict[tuple[str, int, str], FFRun], paper: dict[tuple[str, str], str]) -> list[dict]:
-    """Rows for the README: the reproduced final error beside the paper's value (``paper[(arch, method)]``)."""
-    return [
-        {
-            "setting": f"{ARCH_LABELS.get(a, a)}, {d} layers",
-            "method": METHOD_LABELS[m],
-            "metric": "test error (%)",
-            "paper": paper.get((a, m)),
-            "reproduced": 100 * r.test_error,
-        }
-        for (a, d, m), r in runs.items()
-    ]
+def paper_rows(runs: dict[Key, FFRun], paper: dict[tuple[str, str], str]) -> list[dict]:
+    """Rows for the README: the reproduced mean final error over seeds (with its standard
+    deviation ``spread`` and number of seeds ``n``) beside the paper's value (``paper[(arch, method)]``)."""
+    rows = []
+    for (a, d, m), errs in cell_errors(runs).items():
+        mean, sd = mean_sd(errs)
+        rows.append({
+            "setting": f"{ARCH_LABELS.get(a, a)}, {d} layers", "method": METHOD_LABELS[m], "metric": "test error (%)",
+            "paper": paper.get((a, m)), "reproduced": mean, "spread": sd, "n": len(errs),
+        })
+    return rows
 
 
-def cosine_frame(runs: dict[tuple[str, int, str], FFRun]) -> pd.DataFrame:
+def cosine_frame(runs: dict[Key, FFRun]) -> pd.DataFrame:
     """Long table of the synthetic-vs-true gradient cosine: one row per (run, logged step, layer)."""
     rows = [
         {
-            "arch": ARCH_LABELS.get(arch, arch), "layers": depth, "method": METHOD_LABELS[method],
+            "arch": ARCH_LABELS.get(arch, arch), "layers": depth, "method": METHOD_LABELS[method], "seed": seed,
             "step": h["step"], "interface after layer": i + 1, "cosine": c,
         }
-        for (arch, depth, method), run in runs.items()
+        for (arch, depth, method, seed), run in runs.items()
         for h in run.history
         for i, c in enumerate(h["grad_cosine"])
     ]

@@ -27,9 +27,18 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _reproduced(row: dict) -> str:
+    """The reproduced number, with its spread over seeds (± one standard deviation, n runs) when
+    the row has several."""
+    text = _fmt(row.get("reproduced"))
+    if row.get("n", 1) > 1 and row.get("spread") is not None:
+        text += f" ± {row['spread']:.2f} (n={row['n']})"
+    return text
+
+
 def _data(result: dict) -> str:
     d = result["data"]
-    text = f"{d['dataset']} ({d['n_train']:,} train / {d['n_test']:,} test)"
+    text = f"{d.get('label') or d['dataset']} ({d['n_train']:,} train / {d['n_test']:,} test)"
     if d.get("synthetic"):
         text += ", synthetic stand-in"
     elif d.get("reduced"):
@@ -55,7 +64,7 @@ def results_table(results: list[dict]) -> str:
         for row in r["rows"]:
             lines.append(
                 f"| {row['setting']} | {row['method']} | {row['metric']} | "
-                f"{_fmt(row.get('paper'))} | {_fmt(row.get('reproduced'))} |"
+                f"{_fmt(row.get('paper'))} | {_reproduced(row)} |"
             )
         lines.append("")
     return "\n".join(lines)

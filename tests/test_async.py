@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dni_utils.ff import FFConfig, FFTrainer, train_ff
-from dni_utils.ffasync import ASYNC_PROFILES, check_p_updates, claims, run_sweep, updates_frame
+from dni_utils.ffasync import ASYNC_PROFILES, check_p_updates, claims, paper_rows, run_sweep, updates_frame
 from dni_utils.profiles import PROFILES
 
 
@@ -103,20 +103,36 @@ def test_bad_async_settings_are_clear_errors(kw, match):
 
 def test_sweep_records_updates_and_claims_are_judged_on_final_errors(tiny_data):
     settings = dict(ASYNC_PROFILES["smoke"], steps=6, log_every=3, width=8, synth_hidden=8, batch_size=32, depth=2)
-    runs = run_sweep(settings, tiny_data, ["bprop", "dni", "cdni"], [0.2, 1.0], seed=0, progress=False)
-    assert sorted(runs) == sorted((m, p) for m in ("bprop", "dni", "cdni") for p in (1.0, 0.2))
+    runs = run_sweep(settings, tiny_data, ["bprop", "dni", "cdni"], [0.2, 1.0], seeds=[0], progress=False)
+    assert sorted(runs) == sorted((m, p, 0) for m in ("bprop", "dni", "cdni") for p in (1.0, 0.2))
     frame = updates_frame(runs)
     assert len(frame) == 6 * 3 and set(frame["layer"]) == {"1", "2", "out"}
     assert (frame[frame["p_update"] == 1.0]["updates"] == 6).all()
     errs = {("bprop", 1.0): 0.03, ("dni", 1.0): 0.04, ("cdni", 1.0): 0.03,
             ("bprop", 0.2): 0.30, ("dni", 0.2): 0.05, ("cdni", 0.2): 0.04}
-    for key, run in runs.items():
-        run.test_error = errs[key]
+    for (m, p, _), run in runs.items():
+        run.test_error = errs[(m, p)]
     got = claims(runs, claim_p=0.2, cdni_p=0.2, max_error=6.0, breakdown_margin=10.0)
     assert got == {"dni_trains_at_p": True, "cdni_trains_at_low_p": True, "bprop_breaks_down": True}
-    runs[("bprop", 0.2)].test_error = 0.10
+    runs[("bprop", 0.2, 0)].test_error = 0.10
     assert claims(runs, 0.2, 0.2, 6.0, 10.0)["bprop_breaks_down"] is False
     assert claims(runs, 0.2, 0.2, 4.5, 10.0)["dni_trains_at_p"] is False
+
+
+def test_sweep_over_seeds_judges_claims_on_means_beyond_the_spread(tiny_data):
+    settings = dict(ASYNC_PROFILES["smoke"], steps=2, log_every=2, width=8, synth_hidden=8, batch_size=32, depth=2)
+    runs = run_sweep(settings, tiny_data, ["bprop", "dni"], [0.2], seeds=[0, 1], progress=False)
+    assert sorted(runs) == [("bprop", 0.2, 0), ("bprop", 0.2, 1), ("dni", 0.2, 0), ("dni", 0.2, 1)]
+    errs = {("bprop", 0): 0.30, ("bprop", 1): 0.10, ("dni", 0): 0.05, ("dni", 1): 0.07}
+    for (m, _, seed), run in runs.items():
+        run.test_error = errs[(m, seed)]
+    # Bprop's mean (20%) is 14 points above DNI's (6%), but its seeds differ by 20 (sd 14.1).
+    got = claims(runs, claim_p=0.2, cdni_p=0.05, max_error=6.5, breakdown_margin=2.0)
+    assert got == {"dni_trains_at_p": True, "bprop_breaks_down": False}
+    runs[("bprop", 0.2, 1)].test_error = 0.28
+    assert claims(runs, 0.2, 0.05, 6.5, 2.0)["bprop_breaks_down"] is True
+    rows = paper_rows(runs, depth=2)
+    assert [(r["method"], round(r["reproduced"], 2), r["n"]) for r in rows] == [("Bprop", 29.0, 2), ("DNI", 6.0, 2)]
 
 
 def test_every_async_profile_has_the_same_settings():

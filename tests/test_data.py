@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dni_utils import data as data_mod
-from dni_utils.data import BatchSampler, DataUnavailableError, load_dataset
+from dni_utils.data import CIFAR10_CLASSES, BatchSampler, DataUnavailableError, jpeg_quality, load_dataset
 
 
 def test_mnist_5k_is_offline_and_labelled_reduced():
@@ -59,3 +59,49 @@ def test_batch_sampler_covers_an_epoch_and_repeats_with_the_seed():
     assert torch.equal(torch.cat([b.next()[1], b.next()[1]]), first)
     with pytest.raises(ValueError, match="batch_size=0 is invalid"):
         BatchSampler(x, y, 0, seed=0)
+
+
+def _jpeg_tree(root, classes=CIFAR10_CLASSES, per_class=(2, 1), quality=75):
+    """A tiny CIFAR-10 tree in ImageFolder layout: class c's images are a flat colour of c * 20."""
+    from PIL import Image
+
+    for split, n in zip(("train", "test"), per_class):
+        for c, name in enumerate(classes):
+            folder = root / "cifar-10-jpeg" / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (32, 32), (c * 20, c * 20, c * 20)).save(folder / f"{i:04d}.jpg", quality=quality)
+
+
+def test_cifar10_jpeg_reads_an_image_folder_in_cifar10_label_order_and_caches_it(tmp_path, monkeypatch):
+    _jpeg_tree(tmp_path)
+    monkeypatch.setenv("DNI_CACHE_DIR", str(tmp_path / "cache"))
+    ds = load_dataset("cifar10-jpeg", tmp_path)
+    assert ds.x_train.shape == (20, 3, 32, 32) and ds.x_test.shape == (10, 3, 32, 32)
+    # label c <-> CIFAR-10's class c (brightness c * 20 / 255), whatever order the folders are listed in
+    brightness = ds.x_train.mean(dim=(1, 2, 3)) * 255 / 20
+    assert torch.allclose(brightness, ds.y_train.float(), atol=0.2)
+    assert ds.describe()["label"] == "CIFAR-10 (JPEG q75 copy)" and "JPEG q75" in ds.source
+    assert ds.reduced and not ds.synthetic
+    assert len(list((tmp_path / "cache").glob("cifar10-jpeg-*.pt"))) == 1
+    monkeypatch.setattr(data_mod, "_decode", lambda paths: pytest.fail("decoded again instead of using the cache"))
+    again = load_dataset("cifar10-jpeg", tmp_path)
+    assert torch.equal(again.x_train, ds.x_train) and torch.equal(again.y_test, ds.y_test)
+
+
+def test_cifar10_jpeg_quality_is_read_from_the_files(tmp_path):
+    from PIL import Image
+
+    for q in (50, 75, 90):
+        Image.new("RGB", (32, 32), (1, 2, 3)).save(tmp_path / f"{q}.jpg", quality=q)
+        assert jpeg_quality(tmp_path / f"{q}.jpg") == q
+
+
+def test_cifar10_jpeg_with_wrong_classes_or_missing_tree_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("DNI_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(DataUnavailableError, match="dataset='cifar10-jpeg': no train/ and test/ folders"):
+        load_dataset("cifar10-jpeg", tmp_path)
+    _jpeg_tree(tmp_path, classes=("cats", "dogs"), per_class=(1, 1))
+    with pytest.raises(DataUnavailableError, match="class folders .* expected CIFAR-10's"):
+        load_dataset("cifar10-jpeg", tmp_path)
+    assert not (tmp_path / "cache").exists()

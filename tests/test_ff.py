@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from dni_utils.ff import FF_MNIST_PROFILES, METHODS, DivergenceError, FFConfig, FFTrainer, train_ff
-from dni_utils.fftable import check_methods, claims, run_grid
-from dni_utils.profiles import PROFILES, select_profile
+from dni_utils.fftable import check_methods, claims, final_errors, paper_rows, run_grid
+from dni_utils.profiles import PROFILES, check_seeds, clearly_above, mean_sd, select_profile
 
 
 def _cfg(method="dni", **kw):
@@ -131,13 +131,46 @@ def test_every_profile_has_the_same_settings():
 
 def test_claims_are_judged_on_the_final_errors(tiny_data):
     runs = run_grid(dict(FF_MNIST_PROFILES["smoke"], steps=5, log_every=5, width=8, synth_hidden=8, batch_size=32),
-                    tiny_data, ["fcn"], [1, 2], list(METHODS), seed=0, progress=False)
+                    tiny_data, ["fcn"], [1, 2], list(METHODS), seeds=[0], progress=False)
     errs = {"bprop": 0.05, "nobprop": 0.20, "dni": 0.07, "cdni": 0.06}
-    for (arch, depth, method), run in runs.items():
+    for (arch, depth, method, _), run in runs.items():
         run.test_error = errs[method] + 0.01 * depth * (method == "nobprop")
     got = claims(runs, near_points=3.0, nobprop_margin=5.0, cdni_slack=0.5)
     assert got == {"dni_near_bprop": True, "cdni_near_bprop": True, "cdni_at_least_dni": True,
                    "nobprop_far_worse": True, "nobprop_worse_with_depth": True}
-    runs[("fcn", 2, "dni")].test_error = 0.20
+    runs[("fcn", 2, "dni", 0)].test_error = 0.20
     assert claims(runs, 3.0, 5.0, 0.5)["dni_near_bprop"] is False
     assert claims(runs, 3.0, 5.0, 0.5)["cdni_at_least_dni"] is True
+
+
+def test_seeds_give_one_run_each_and_claims_use_means_and_spread(tiny_data):
+    settings = dict(FF_MNIST_PROFILES["smoke"], steps=3, log_every=3, width=8, synth_hidden=8, batch_size=32)
+    runs = run_grid(settings, tiny_data, ["fcn"], [1, 2], ["bprop", "nobprop"], seeds=[0, 1, 2], progress=False)
+    assert sorted(runs) == sorted(("fcn", d, m, s) for d in (1, 2) for m in ("bprop", "nobprop") for s in (0, 1, 2))
+    assert runs[("fcn", 1, "bprop", 0)].history != runs[("fcn", 1, "bprop", 1)].history  # seeds differ
+    # Bprop 5, 6, 7 % at both depths; No Bprop 20, 21, 22 % at depth 1 and 21, 22, 23 % at depth 2.
+    for (_, depth, method, seed), run in runs.items():
+        run.test_error = (5 + seed) / 100 if method == "bprop" else (20 + seed + (depth - 1)) / 100
+    rows = paper_rows(runs, {})
+    bprop = [r for r in rows if r["method"] == "Bprop" and r["setting"] == "FCN, 1 layers"][0]
+    assert bprop["reproduced"] == pytest.approx(6.0) and bprop["spread"] == pytest.approx(1.0) and bprop["n"] == 3
+    assert final_errors(runs).loc[("FCN", "Bprop"), 1] == pytest.approx(6.0)
+    assert final_errors(runs, "std").loc[("FCN", "Bprop"), 1] == pytest.approx(1.0)
+    got = claims(runs, near_points=3.0, nobprop_margin=5.0, cdni_slack=0.5)
+    assert got["nobprop_far_worse"] is True
+    # one point deeper is within the spread of one point over seeds: not "worse with depth"
+    assert got["nobprop_worse_with_depth"] is False
+    for (_, depth, method, seed), run in runs.items():
+        if method == "nobprop" and depth == 2:
+            run.test_error += 0.03
+    assert claims(runs, 3.0, 5.0, 0.5)["nobprop_worse_with_depth"] is True
+
+
+def test_seed_lists_are_checked():
+    assert check_seeds([2, 0, 2]) == [2, 0]
+    for bad in ([], [-1], [0.5], "0", [True]):
+        with pytest.raises(ValueError, match="seeds=.* is invalid"):
+            check_seeds(bad)
+    assert mean_sd([1.0]) == (1.0, 0.0)
+    assert clearly_above([10.0, 12.0], [5.0, 5.0], margin=4.0) and not clearly_above([10.0, 12.0], [5.0], margin=7.0)
+    assert not clearly_above([2.0, 10.0], [1.0, 1.0])  # difference 5 within a standard deviation of 5.7
