@@ -171,6 +171,7 @@ def _cifar10(root: Path) -> Dataset:
         y_test=torch.tensor(test.targets, dtype=torch.long),
         n_classes=10,
         source="CIFAR-10 via torchvision",
+        label="CIFAR-10",
     )
 
 

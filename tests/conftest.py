@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dni_utils.data import Dataset
+from dni_utils.data import CIFAR10_CLASSES, Dataset
 
 
 @pytest.fixture
@@ -31,3 +31,21 @@ def run_notebook():
         return tmp / "results" / f"{nb.stem}.{params['profile']}.json"
 
     return run
+
+
+@pytest.fixture
+def jpeg_tree():
+    """Write a tiny CIFAR-10 tree in ImageFolder layout under ``root/cifar-10-jpeg``: class c's
+    images are a flat grey of brightness c * 20 (so a label can be read back from its image)."""
+    from PIL import Image
+
+    def write(root, classes=CIFAR10_CLASSES, per_class=(2, 1), quality=75):
+        for split, n in zip(("train", "test"), per_class):
+            for c, name in enumerate(classes):
+                folder = root / "cifar-10-jpeg" / split / name
+                folder.mkdir(parents=True)
+                for i in range(n):
+                    Image.new("RGB", (32, 32), (c * 20,) * 3).save(folder / f"{i:04d}.jpg", quality=quality)
+        return root
+
+    return write

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dni_utils import data as data_mod
-from dni_utils.data import CIFAR10_CLASSES, BatchSampler, DataUnavailableError, jpeg_quality, load_dataset
+from dni_utils.data import BatchSampler, DataUnavailableError, jpeg_quality, load_dataset
 
 
 def test_mnist_5k_is_offline_and_labelled_reduced():
@@ -61,20 +61,8 @@ def test_batch_sampler_covers_an_epoch_and_repeats_with_the_seed():
         BatchSampler(x, y, 0, seed=0)
 
 
-def _jpeg_tree(root, classes=CIFAR10_CLASSES, per_class=(2, 1), quality=75):
-    """A tiny CIFAR-10 tree in ImageFolder layout: class c's images are a flat colour of c * 20."""
-    from PIL import Image
-
-    for split, n in zip(("train", "test"), per_class):
-        for c, name in enumerate(classes):
-            folder = root / "cifar-10-jpeg" / split / name
-            folder.mkdir(parents=True)
-            for i in range(n):
-                Image.new("RGB", (32, 32), (c * 20, c * 20, c * 20)).save(folder / f"{i:04d}.jpg", quality=quality)
-
-
-def test_cifar10_jpeg_reads_an_image_folder_in_cifar10_label_order_and_caches_it(tmp_path, monkeypatch):
-    _jpeg_tree(tmp_path)
+def test_cifar10_jpeg_reads_an_image_folder_in_cifar10_label_order_and_caches_it(tmp_path, monkeypatch, jpeg_tree):
+    jpeg_tree(tmp_path)
     monkeypatch.setenv("DNI_CACHE_DIR", str(tmp_path / "cache"))
     ds = load_dataset("cifar10-jpeg", tmp_path)
     assert ds.x_train.shape == (20, 3, 32, 32) and ds.x_test.shape == (10, 3, 32, 32)
@@ -97,11 +85,11 @@ def test_cifar10_jpeg_quality_is_read_from_the_files(tmp_path):
         assert jpeg_quality(tmp_path / f"{q}.jpg") == q
 
 
-def test_cifar10_jpeg_with_wrong_classes_or_missing_tree_is_a_clear_error(tmp_path, monkeypatch):
+def test_cifar10_jpeg_with_wrong_classes_or_missing_tree_is_a_clear_error(tmp_path, monkeypatch, jpeg_tree):
     monkeypatch.setenv("DNI_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(DataUnavailableError, match="dataset='cifar10-jpeg': no train/ and test/ folders"):
         load_dataset("cifar10-jpeg", tmp_path)
-    _jpeg_tree(tmp_path, classes=("cats", "dogs"), per_class=(1, 1))
+    jpeg_tree(tmp_path, classes=("cats", "dogs"), per_class=(1, 1))
     with pytest.raises(DataUnavailableError, match="class folders .* expected CIFAR-10's"):
         load_dataset("cifar10-jpeg", tmp_path)
     assert not (tmp_path / "cache").exists()

@@ -71,6 +71,16 @@ def test_notebook_02_smoke_is_deterministic_and_labelled_synthetic(run_notebook,
     assert [r["setting"] for r in result["rows"]] == ["CNN, 3 layers", "CNN, 3 layers"]
 
 
+def test_notebook_02_on_an_image_folder_says_which_data_it_used(run_notebook, tmp_path, monkeypatch, jpeg_tree):
+    monkeypatch.setenv("DNI_DATA_DIR", str(jpeg_tree(tmp_path / "data", per_class=(8, 2))))
+    monkeypatch.setenv("DNI_CACHE_DIR", str(tmp_path / "cache"))
+    result = json.loads(run_notebook(NB02, tmp_path / "run", dataset="cifar10-jpeg", archs=["fcn"],
+                                     methods=["bprop"], steps=4).read_text())
+    assert result["title"] == "CIFAR-10 feed-forward table on CIFAR-10 (JPEG q75 copy)"
+    assert result["data"]["label"] == "CIFAR-10 (JPEG q75 copy)" and result["data"]["synthetic"] is False
+    assert result["data"]["n_train"] == 80 and result["data"]["reduced"] is True
+
+
 @pytest.mark.parametrize(
     "params, message",
     [
