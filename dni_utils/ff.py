@@ -63,6 +63,12 @@ class FFConfig:
     csynth_hidden_layers: int = 0
     conv_synth_hidden_layers: int = 2  # cnn, DNI and cDNI: hidden 5x5 conv layers of the synthesizer (paper: 2)
     conv_synth_channels: int = 128  # cnn: channels of those hidden conv layers (paper: 128)
+    # cnn: the synthesizer of the LAST interface, whose gradient comes from the Linear output layer
+    # on the flattened map. conv: as the others (the paper). mlp: an MLP over the flattened map
+    # (synth_hidden_layers x synth_hidden, the label as extra input for cDNI): that gradient is
+    # W_outᵀ(p - y), position by position, which a translation-equivariant conv cannot model
+    # (MNIST CNN at cpu: its cosine with the true gradient 0.07 with a conv, 0.44 with an MLP).
+    conv_top_synth: str = "conv"
     grad_scale: float = 1.0  # factor on the injected synthetic gradient
     log_every: int = 1000  # steps between log points (the last step is always logged)
     diag_batch: int = 256  # examples for the synthetic-vs-true gradient cosine at log points
@@ -95,6 +101,8 @@ class FFConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}={value!r} is invalid: expected a positive integer")
+        if self.conv_top_synth not in ("conv", "mlp"):
+            raise ValueError(f"conv_top_synth={self.conv_top_synth!r} is unknown: expected 'conv' or 'mlp'")
         for name in ("strided_pools", "conv_synth_hidden_layers"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -166,7 +174,8 @@ class FFTrainer:
         else:
             self.block_opts = [torch.optim.Adam(b.parameters(), lr=cfg.lr) for b in self.net.blocks]
             self.head_opt = torch.optim.Adam(self.net.head.parameters(), lr=cfg.lr)
-            self.interfaces = nn.ModuleList(self._interface(shape) for shape in self.net.shapes)
+            last = len(self.net.shapes) - 1
+            self.interfaces = nn.ModuleList(self._interface(shape, i == last) for i, shape in enumerate(self.net.shapes))
         self.updates = [0] * cfg.depth
         self.head_updates = 0
         # Who is available at a step: its own generator, drawn only when p_update < 1, so that
@@ -180,11 +189,14 @@ class FFTrainer:
             torch.optim.lr_scheduler.MultiStepLR(o, milestones, gamma=cfg.lr_gamma) for o in opts.values()
         ]
 
-    def _interface(self, shape: tuple[int, ...]) -> BackwardInterface:
+    def _interface(self, shape: tuple[int, ...], last: bool = False) -> BackwardInterface:
         cfg = self.cfg
         if cfg.method == "nobprop":  # the edge only cuts the graph: nothing reaches the block
             return BackwardInterface(nn.Identity(), lr=cfg.lr, mode="off")
-        if len(shape) == 3:  # a conv map (C, H, W): conv synthesizer, label as extra channels for cDNI
+        if len(shape) == 3 and last and cfg.conv_top_synth == "mlp":  # sees the whole map (see FFConfig)
+            context = self.n_classes if cfg.method == "cdni" else 0
+            synth = make_synthesizer("mlp", shape, cfg.synth_hidden_layers, cfg.synth_hidden, context_features=context)
+        elif len(shape) == 3:  # a conv map (C, H, W): conv synthesizer, label as extra channels for cDNI
             context = self.n_classes if cfg.method == "cdni" else 0
             synth = make_synthesizer(
                 "conv", shape, cfg.conv_synth_hidden_layers, cfg.conv_synth_channels, context_features=context
@@ -408,7 +420,10 @@ FF_MNIST_PROFILES: dict[str, dict] = {
         dataset="mnist-5k", archs=["fcn", "cnn"], depths=[3], methods=list(METHODS), steps=60, batch_size=64,
         width=64, lr=1e-3, synth_lr=0.0, synth_hidden_layers=1, synth_hidden=64, log_every=20,
         near_points=4.0, nobprop_margin=5.0, cdni_slack=1.0, assert_claims=False, seeds=[0], workers=1,
-        cnn=dict(width=8, lr=1e-3, synth_lr=0.0, conv_synth_hidden_layers=1, conv_synth_channels=8, assert_claims=False),
+        cnn=dict(
+            width=8, lr=1e-3, synth_lr=0.0, conv_synth_hidden_layers=1, conv_synth_channels=8, conv_top_synth="mlp",
+            assert_claims=False,
+        ),
     ),
     "cpu": dict(
         # FCN: the layers learn at 1e-4 and the synthesizers at 1e-3, so that the synthesizers track
@@ -418,7 +433,8 @@ FF_MNIST_PROFILES: dict[str, dict] = {
         # much of its bootstrapped target each synthesizer captures, and that a wider one captures
         # more (the paper's 2 x 1024 more still, at 2.7x the cost: the paper profile). The gap to
         # Bprop still grows with depth (0.8 points at 3 layers, 3.9 at 6 with 3 seeds), just inside
-        # near_points. The CNN's DNI row (5.7 +- 1.0% against Bprop's 1.5%) is reported, not asserted.
+        # near_points. CNN: the last interface's synthesizer is an MLP over the flattened map
+        # (conv_top_synth; with a conv there, DNI ended at 5.7 +- 1.0% against Bprop's 1.5%).
         dataset="mnist", archs=["fcn", "cnn"], depths=[3, 4, 5, 6], methods=list(METHODS), steps=2000, batch_size=256,
         width=256, lr=1e-4, synth_lr=1e-3, synth_hidden_layers=1, synth_hidden=1024, log_every=200,
         near_points=4.0, nobprop_margin=5.0, cdni_slack=1.0, seeds=[0, 1, 2], workers=0,
@@ -427,8 +443,7 @@ FF_MNIST_PROFILES: dict[str, dict] = {
         ],
         cnn=dict(
             depths=[3], width=16, steps=1200, batch_size=64, lr=1e-3, synth_lr=0.0, log_every=300,
-            conv_synth_hidden_layers=0, conv_synth_channels=16,
-            assert_claims=["cdni_near_bprop", "cdni_at_least_dni", "nobprop_far_worse"],
+            conv_synth_hidden_layers=0, conv_synth_channels=16, conv_top_synth="mlp", assert_claims=True,
         ),
     ),
     "paper": dict(
@@ -436,7 +451,8 @@ FF_MNIST_PROFILES: dict[str, dict] = {
         batch_size=256, width=256, lr=3e-5, synth_lr=0.0, synth_hidden_layers=2, synth_hidden=1024, log_every=5000,
         near_points=1.5, nobprop_margin=3.0, cdni_slack=0.5, assert_claims=True, seeds=[0, 1, 2], workers=0,
         cnn=dict(
-            width=128, lr=3e-5, synth_lr=0.0, conv_synth_hidden_layers=2, conv_synth_channels=128, assert_claims=True
+            width=128, lr=3e-5, synth_lr=0.0, conv_synth_hidden_layers=2, conv_synth_channels=128, conv_top_synth="conv",
+            assert_claims=True,
         ),
     ),
 }
@@ -450,7 +466,7 @@ FF_CIFAR10_PROFILES: dict[str, dict] = {
         dataset="cifar10-standin", archs=["fcn", "cnn"], depths=[3], methods=list(METHODS), steps=40,
         batch_size=64, width=32, lr=1e-3, synth_lr=0.0, synth_hidden_layers=1, synth_hidden=64, log_every=20,
         near_points=5.0, nobprop_margin=5.0, cdni_slack=1.0, assert_claims=False, seeds=[0], workers=1,
-        cnn=dict(width=8, conv_synth_hidden_layers=1, conv_synth_channels=8),
+        cnn=dict(width=8, lr=1e-3, synth_lr=0.0, conv_synth_hidden_layers=1, conv_synth_channels=8, conv_top_synth="mlp"),
     ),
     "cpu": dict(
         # FCN: the layers at Adam 1e-4 and the synthesizers at 1e-3, as in notebook 01 (notebook 09:
@@ -466,13 +482,15 @@ FF_CIFAR10_PROFILES: dict[str, dict] = {
         assert_claims=["cdni_at_least_dni", "nobprop_far_worse"],
         cnn=dict(
             depths=[3, 5], width=16, steps=2000, batch_size=64, lr=1e-3, synth_lr=0.0, log_every=500,
-            conv_synth_hidden_layers=0, conv_synth_channels=16,
+            conv_synth_hidden_layers=0, conv_synth_channels=16, conv_top_synth="mlp",
         ),
     ),
     "paper": dict(
         dataset="cifar10", archs=["fcn", "cnn"], depths=[3, 4, 5, 6], methods=list(METHODS), steps=500_000,
         batch_size=256, width=256, lr=3e-5, synth_lr=0.0, synth_hidden_layers=2, synth_hidden=1024, log_every=5000,
         near_points=3.0, nobprop_margin=5.0, cdni_slack=1.0, assert_claims=True, seeds=[0, 1, 2], workers=0,
-        cnn=dict(width=128, conv_synth_hidden_layers=2, conv_synth_channels=128),
+        cnn=dict(
+            width=128, lr=3e-5, synth_lr=0.0, conv_synth_hidden_layers=2, conv_synth_channels=128, conv_top_synth="conv"
+        ),
     ),
 }

@@ -18,7 +18,7 @@ ARCH_LABELS = {"fcn": "FCN", "cnn": "CNN"}
 _CONFIG_KEYS = (
     "width", "steps", "batch_size", "lr", "synth_lr", "synth_kind", "synth_hidden_layers", "synth_hidden",
     "csynth_kind", "csynth_hidden_layers", "grad_scale", "log_every", "strided_pools", "conv_synth_hidden_layers",
-    "conv_synth_channels",
+    "conv_synth_channels", "conv_top_synth",
 )
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from dni_utils import ConvSynthesizer
+from dni_utils import ConvSynthesizer, MLPSynthesizer
 from dni_utils.data import DataUnavailableError, cifar10_standin, load_dataset
 from dni_utils.ff import FF_CIFAR10_PROFILES, FF_MNIST_PROFILES, METHODS, FFConfig, FFTrainer, train_ff
 from dni_utils.fftable import claims_by_arch, config_for, depths_for, failed_asserted_claims, run_grid, select_ff_profile
@@ -106,6 +106,20 @@ def test_cnn_interfaces_hold_conv_synthesizers(method, context, tiny_data):
     after = list(t.net.blocks.parameters())
     assert all(not torch.equal(a, b) for a, b in zip(before, after) if a.dim() == 4)  # every conv moved
     assert all(i.pending == 0 and i.n_updates == 3 for i in t.interfaces)
+
+
+@pytest.mark.parametrize("method, context", [("dni", 0), ("cdni", 4)])
+def test_cnn_top_synthesizer_can_be_an_mlp_over_the_whole_map(method, context, tiny_data):
+    t = FFTrainer(_cnn_cfg(method, conv_top_synth="mlp"), tiny_data.shape, tiny_data.n_classes)
+    low, top = t.interfaces
+    assert isinstance(low.synthesizer, ConvSynthesizer) and isinstance(top.synthesizer, MLPSynthesizer)
+    assert top.synthesizer.shape == t.net.shapes[-1] and top.synthesizer.context_features == context
+    t.train()
+    for k in range(2):
+        t.step(tiny_data.x_train[16 * k : 16 * (k + 1)], tiny_data.y_train[16 * k : 16 * (k + 1)])
+    assert [i.n_updates for i in t.interfaces] == [2, 2]
+    with pytest.raises(ValueError, match="conv_top_synth='dense' is unknown: expected 'conv' or 'mlp'"):
+        _cnn_cfg(method, conv_top_synth="dense").validate()
 
 
 # ---- per-architecture settings and claims ------------------------------------------------------------
