@@ -193,14 +193,14 @@ class FFTrainer:
         cfg = self.cfg
         if cfg.method == "nobprop":  # the edge only cuts the graph: nothing reaches the block
             return BackwardInterface(nn.Identity(), lr=cfg.lr, mode="off")
-        if len(shape) == 3 and last and cfg.conv_top_synth == "mlp":  # sees the whole map (see FFConfig)
+        if len(shape) == 3:  # a conv map (C, H, W): label as extra channels (conv) or inputs (mlp) for cDNI
             context = self.n_classes if cfg.method == "cdni" else 0
-            synth = make_synthesizer("mlp", shape, cfg.synth_hidden_layers, cfg.synth_hidden, context_features=context)
-        elif len(shape) == 3:  # a conv map (C, H, W): conv synthesizer, label as extra channels for cDNI
-            context = self.n_classes if cfg.method == "cdni" else 0
-            synth = make_synthesizer(
-                "conv", shape, cfg.conv_synth_hidden_layers, cfg.conv_synth_channels, context_features=context
-            )
+            if last and cfg.conv_top_synth == "mlp":  # sees the whole map (see FFConfig)
+                synth = make_synthesizer("mlp", shape, cfg.synth_hidden_layers, cfg.synth_hidden, context_features=context)
+            else:
+                synth = make_synthesizer(
+                    "conv", shape, cfg.conv_synth_hidden_layers, cfg.conv_synth_channels, context_features=context
+                )
         elif cfg.method == "cdni":
             synth = make_synthesizer(
                 cfg.csynth_kind, shape, cfg.csynth_hidden_layers, cfg.synth_hidden, context_features=self.n_classes

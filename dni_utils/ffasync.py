@@ -17,8 +17,9 @@ import pandas as pd
 from .data import Dataset
 from .ff import METHOD_LABELS, FFRun
 from .fftable import cell_errors, check_methods, config_for
-from .profiles import check_seeds, clearly_above, mean_sd
+from .profiles import check_seeds
 from .runner import train_many
+from .stats import clearly_above, mean_sd, seed_summary
 
 #: Settings per profile for notebook 03. ``p_updates``: the grid of the sweep (every method is run
 #: at every value); ``curve_ps``: the values whose learning curves are drawn. The claims (test
@@ -142,11 +143,8 @@ def paper_rows(runs: dict[tuple[str, float, int], FFRun], depth: int) -> list[di
     """Rows for the README: the reproduced mean final error over seeds (``spread``: standard
     deviation, ``n``: seeds) beside what the paper reports."""
     paper = {("dni", 0.2): "≈2", ("cdni", 0.05): "≈2 (slower)", ("bprop", 0.2): "breaks down"}
-    rows = []
-    for (m, p), errs in sorted(cell_errors(runs).items(), key=lambda kv: (-kv[0][1], kv[0][0])):
-        mean, sd = mean_sd(errs)
-        rows.append({
-            "setting": f"FCN, {depth} layers, p_update {p:g}", "method": METHOD_LABELS[m], "metric": "test error (%)",
-            "paper": paper.get((m, p)), "reproduced": mean, "spread": sd, "n": len(errs),
-        })
-    return rows
+    return [
+        {"setting": f"FCN, {depth} layers, p_update {p:g}", "method": METHOD_LABELS[m], "metric": "test error (%)",
+         "paper": paper.get((m, p)), **seed_summary(errs)}
+        for (m, p), errs in sorted(cell_errors(runs).items(), key=lambda kv: (-kv[0][1], kv[0][0]))
+    ]

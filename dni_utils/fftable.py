@@ -9,8 +9,9 @@ import pandas as pd
 from .data import Dataset
 from .ff import METHOD_LABELS, METHODS, FFConfig, FFRun
 from .models import ARCHS
-from .profiles import check_seeds, clearly_above, mean_sd, select_profile
+from .profiles import check_seeds, select_profile
 from .runner import train_many
+from .stats import clearly_above, mean_sd, seed_summary
 
 ARCH_LABELS = {"fcn": "FCN", "cnn": "CNN"}
 
@@ -178,14 +179,11 @@ def failed_asserted_claims(checks: dict[str, bool], settings: dict) -> list[str]
 def paper_rows(runs: dict[Key, FFRun], paper: dict[tuple[str, str], str]) -> list[dict]:
     """Rows for the README: the reproduced mean final error over seeds (with its standard
     deviation ``spread`` and number of seeds ``n``) beside the paper's value (``paper[(arch, method)]``)."""
-    rows = []
-    for (a, d, m), errs in cell_errors(runs).items():
-        mean, sd = mean_sd(errs)
-        rows.append({
-            "setting": f"{ARCH_LABELS.get(a, a)}, {d} layers", "method": METHOD_LABELS[m], "metric": "test error (%)",
-            "paper": paper.get((a, m)), "reproduced": mean, "spread": sd, "n": len(errs),
-        })
-    return rows
+    return [
+        {"setting": f"{ARCH_LABELS.get(a, a)}, {d} layers", "method": METHOD_LABELS[m], "metric": "test error (%)",
+         "paper": paper.get((a, m)), **seed_summary(errs)}
+        for (a, d, m), errs in cell_errors(runs).items()
+    ]
 
 
 def cosine_frame(runs: dict[Key, FFRun]) -> pd.DataFrame:
