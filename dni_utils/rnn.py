@@ -64,12 +64,17 @@ def check_truncations(truncations: list[int]) -> list[int]:
 
 
 class LSTMCore(nn.Module):
-    """One LSTM cell and a linear read-out; the recurrent state is ``s = [h, c]``, (B, 2H)."""
+    """An LSTM layer and a linear read-out; the recurrent state is ``s = [h, c]``, (B, 2H).
+
+    ``chunk`` runs the fused ``nn.LSTM`` kernel over a whole chunk of steps (one call instead of a
+    Python loop of cells); ``forward`` is one step of the same LSTM. Both give the same numbers
+    as a loop of ``nn.LSTMCell`` with the same weights (same gate order and initialisation).
+    """
 
     def __init__(self, in_features: int, hidden: int, out_features: int, aux: bool = False) -> None:
         super().__init__()
         self.hidden = hidden
-        self.cell = nn.LSTMCell(in_features, hidden)
+        self.lstm = nn.LSTM(in_features, hidden)
         self.readout = nn.Linear(hidden, out_features)
         # DNI + Aux: a linear head that predicts a future synthetic gradient from the state.
         self.aux_head = nn.Linear(2 * hidden, 2 * hidden) if aux else None
@@ -79,18 +84,44 @@ class LSTMCore(nn.Module):
         return 2 * self.hidden
 
     def initial_state(self, batch_size: int) -> torch.Tensor:
-        return torch.zeros(batch_size, self.state_size)  # (B, 2H)
+        device = self.readout.weight.device
+        return torch.zeros(batch_size, self.state_size, device=device)  # (B, 2H)
+
+    def chunk(self, x: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (t, B, in), s: (B, 2H) -> logits (t, B, out), the state after the last step (B, 2H)."""
+        h0 = s[:, : self.hidden].unsqueeze(0).contiguous()  # (1, B, H)
+        c0 = s[:, self.hidden :].unsqueeze(0).contiguous()
+        out, (h, c) = self.lstm(x, (h0, c0))  # (t, B, H); (1, B, H) each
+        return self.readout(out), torch.cat([h[0], c[0]], dim=1)
 
     def forward(self, x: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h, c = self.cell(x, (s[:, : self.hidden], s[:, self.hidden :]))  # (B, H) each
-        return self.readout(h), torch.cat([h, c], dim=1)  # (B, out), (B, 2H)
+        """One step: x (B, in), s (B, 2H) -> logits (B, out), s' (B, 2H)."""
+        logits, s = self.chunk(x.unsqueeze(0), s)
+        return logits[0], s
+
+
+def unroll(core: nn.Module, x: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``core`` over the steps of ``x`` (t, B, in) from state ``s``: its fused ``chunk`` when
+    it has one, else a loop of single steps. Returns the outputs (t, B, out) and the last state."""
+    if hasattr(core, "chunk"):
+        return core.chunk(x, s)
+    outs = []
+    for t in range(x.shape[0]):
+        out, s = core(x[t], s)
+        outs.append(out)
+    return torch.stack(outs), s
 
 
 class StateSynthesizer(nn.Module):
     """Synthesizer of ∂L_future/∂s: ``hidden_layers`` x (Linear, ReLU), then a zero-initialised
-    Linear (zero start; ``hidden_layers=0`` is the linear synthesizer)."""
+    Linear (zero start; ``hidden_layers=0`` is the linear synthesizer).
 
-    def __init__(self, state_size: int, hidden_layers: int = 0, hidden: int = 256) -> None:
+    squash_cell: read ``[h, tanh(c)]`` instead of ``[h, c]`` (the prediction is still the gradient
+    with respect to ``[h, c]``). The LSTM's cell state is unbounded, so a synthesizer that reads it
+    linearly can feed a runaway: its prediction grows with ``c`` and pushes ``c`` further.
+    """
+
+    def __init__(self, state_size: int, hidden_layers: int = 0, hidden: int = 256, squash_cell: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         d = state_size
@@ -99,10 +130,14 @@ class StateSynthesizer(nn.Module):
             d = hidden
         self.trunk = nn.Sequential(*layers)
         self.out = nn.Linear(d, state_size)
+        self.squash_cell = squash_cell
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, trigger: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        if self.squash_cell:
+            half = trigger.shape[1] // 2
+            trigger = torch.cat([trigger[:, :half], torch.tanh(trigger[:, half:])], dim=1)
         return self.out(self.trunk(trigger))  # δ̂: (B, 2H)
 
 
@@ -118,7 +153,8 @@ def sequence_loss(logits: torch.Tensor, episode: Episode, start: int) -> torch.T
 @dataclass
 class EpisodeStats:
     loss: float  # task loss per sequence
-    bit_errors: float  # mean bits error per sequence
+    logits: torch.Tensor  # the outputs of every step, detached, (L, B, out)
+    state: torch.Tensor  # the state after the last step, detached, (B, 2H)
     synth_loss: float = float("nan")  # mean synthesizer loss over the episode's boundaries
     aux_loss: float = float("nan")
     targets: list[torch.Tensor] = field(default_factory=list)  # the regression targets (if kept)
@@ -135,6 +171,8 @@ def run_episode(
     aux_weight: float = 0.0,
     keep: bool = False,
     loss_fn: Callable[[torch.Tensor, Episode, int], torch.Tensor] = sequence_loss,
+    state: torch.Tensor | None = None,
+    open_end: bool = False,
 ) -> EpisodeStats:
     """Train ``core`` on one episode with truncated BPTT of ``truncation`` steps.
 
@@ -143,31 +181,35 @@ def run_episode(
     with False the gradients of all chunks accumulate in ``.grad`` and nothing steps (tests).
     aux_weight: DNI + Aux, the weight of the core's auxiliary loss (needs ``core.aux_head``).
     keep: record the synthesizer's regression targets and the chunk start states.
+
+    A stream (the language model) is trained segment by segment with the same loop: ``state`` is
+    the state carried over from the previous segment (default: the core's initial state, a new
+    episode), and ``open_end=True`` makes the segment's end a boundary like any other, so the
+    synthetic gradient is injected there and its prediction waits in the interface until the
+    next segment's first chunk delivers its target. Copy episodes are closed: nothing comes after.
     """
     if not isinstance(truncation, int) or isinstance(truncation, bool) or truncation < 1:
         raise ValueError(f"truncation={truncation!r} is invalid: expected a positive integer")
     dni = interface.training and interface.mode != "off"
     aux = aux_weight > 0 and getattr(core, "aux_head", None) is not None
     batch = episode.x.shape[1]
-    state = core.initial_state(batch)  # (B, 2H)
+    carried = state is not None
+    state = core.initial_state(batch) if state is None else state  # (B, 2H)
     all_logits, synth_losses, aux_losses = [], [], []
-    stats = EpisodeStats(0.0, 0.0)
+    targets, starts = [], []
     total_loss = 0.0
     if optimizer is not None:
         optimizer.zero_grad(set_to_none=True)
     for start in range(0, episode.length, truncation):
         stop = min(start + truncation, episode.length)
         s = state.detach()  # s_k: a leaf, the previous chunk's graph is gone
-        if dni and start > 0:
+        has_prediction = dni and (start > 0 or (carried and interface.pending > 0))
+        if has_prediction:
             s.requires_grad_()
-        logits, s_t = [], s
-        for t in range(start, stop):
-            out, s_t = core(episode.x[t], s_t)
-            logits.append(out)
-        logits_k = torch.stack(logits)  # (t, B, out)
+        logits_k, s_t = unroll(core, episode.x[start:stop], s)  # (t, B, out), (B, 2H)
         loss = loss_fn(logits_k, episode, start)
         total = loss
-        boundary = stop < episode.length
+        boundary = stop < episode.length or open_end
         if dni and boundary:
             total = total + interface.inject(s_t)  # ∂/∂s_{k+1} = scale · δ̂_{k+1}
             if aux:  # DNI + Aux: from the chunk's first state, predict δ̂_{k+1} (T − 1 steps ahead)
@@ -178,35 +220,33 @@ def run_episode(
                 _, first = core(episode.x[start], s.detach())  # (B, 2H)
                 aux_loss = aux_weight * (core.aux_head(first) - next_pred).pow(2).sum()  # summed, like the task loss
                 total = total + aux_loss
-                aux_losses.append(aux_loss.item() / batch)
+                aux_losses.append(aux_loss.detach())
         if total.requires_grad:
             total.backward()
         if optimizer is not None and step_each_chunk:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        if dni and start > 0:
+        if has_prediction:
             target = s.grad if s.grad is not None else torch.zeros_like(s)  # δ_k, bootstrapped
             if keep:
-                stats.targets.append(target.detach().clone())
+                targets.append(target.detach().clone())
             synth_losses.append(interface.update(target))  # the synthesizer steps
-            if boundary:
+            if dni and boundary:
                 # The synthesizer has just stepped: the queued prediction for s_{k+1} was made
                 # with its old weights; queue it again with the new ones (the value injected
                 # above stays the one the core used).
                 interface.discard()
                 interface.inject(s_t.detach())
         if keep:
-            stats.chunk_starts.append(s.detach().clone())
+            starts.append(s.detach().clone())
         total_loss += loss.item()
         all_logits.append(logits_k.detach())
         state = s_t
-    logits_all = torch.cat(all_logits)  # (L, B, out)
-    stats.loss = total_loss / batch
-    stats.bit_errors = bit_errors(logits_all, episode).mean().item()
+    stats = EpisodeStats(total_loss / batch, torch.cat(all_logits), state.detach(), targets=targets, chunk_starts=starts)
     if synth_losses:
         stats.synth_loss = sum(synth_losses) / len(synth_losses)
     if aux_losses:
-        stats.aux_loss = sum(aux_losses) / len(aux_losses)
+        stats.aux_loss = torch.stack(aux_losses).sum().item() / len(aux_losses) / batch
     return stats
 
 
@@ -260,16 +300,30 @@ class RNNRun:
                 "history": self.history}
 
 
+def build_recurrent(
+    in_features: int, out_features: int, method: str, hidden: int, lr: float, synth_lr: float,
+    synth_hidden_layers: int, synth_hidden: int, grad_scale: float, squash_cell: bool = False,
+) -> tuple[LSTMCore, BackwardInterface, torch.optim.Optimizer]:
+    """The core, the interface at its truncation boundaries and the core's optimiser, for any
+    recurrent task (Copy, Repeat Copy, the language model): ``bptt`` is the interface ``off``."""
+    check_methods([method])
+    core = LSTMCore(in_features, hidden, out_features, aux=method == "dni_aux")
+    synth = StateSynthesizer(core.state_size, synth_hidden_layers, synth_hidden, squash_cell)
+    mode = "off" if method == "bptt" else "dni"
+    interface = BackwardInterface(synth, lr=synth_lr, scale=grad_scale, mode=mode)
+    optimizer = torch.optim.Adam(core.parameters(), lr=lr)  # the core (and its aux head)
+    return core, interface, optimizer
+
+
 def build(cfg: RNNConfig) -> tuple[SequenceTask, LSTMCore, BackwardInterface, torch.optim.Optimizer]:
     """The task, the core, the interface and the optimisers of one run (seeded by ``cfg.seed``)."""
     cfg.validate()
     torch.manual_seed(cfg.seed)
     task = SequenceTask(cfg.task, cfg.width, cfg.max_repeats)
-    core = LSTMCore(task.in_features, cfg.hidden, task.out_features, aux=cfg.method == "dni_aux")
-    synth = StateSynthesizer(core.state_size, cfg.synth_hidden_layers, cfg.synth_hidden)
-    mode = "off" if cfg.method == "bptt" else "dni"
-    interface = BackwardInterface(synth, lr=cfg.synth_lr, scale=cfg.grad_scale, mode=mode)
-    optimizer = torch.optim.Adam(core.parameters(), lr=cfg.lr)  # the core (and its aux head)
+    core, interface, optimizer = build_recurrent(
+        task.in_features, task.out_features, cfg.method, cfg.hidden, cfg.lr, cfg.synth_lr, cfg.synth_hidden_layers,
+        cfg.synth_hidden, cfg.grad_scale,
+    )
     return task, core, interface, optimizer
 
 
@@ -288,18 +342,20 @@ def train_copy(cfg: RNNConfig, progress: bool = True, desc: str | None = None) -
     bar = tqdm(range(1, cfg.batches + 1), desc=desc or cfg.method, disable=not progress, mininterval=5, leave=False)
     for b in bar:
         n = curriculum.n
-        stats = run_episode(core, task.sample(n, cfg.batch_size, gen), cfg.truncation, interface, optimizer,
+        episode = task.sample(n, cfg.batch_size, gen)
+        stats = run_episode(core, episode, cfg.truncation, interface, optimizer,
                             aux_weight=cfg.aux_weight if cfg.method == "dni_aux" else 0.0)
+        errors = bit_errors(stats.logits, episode).mean().item()
         if not math.isfinite(stats.loss):
             raise DivergenceError(
                 f"method={cfg.method!r}, T={cfg.truncation}: the training loss became {stats.loss} at batch {b}; "
                 f"try a smaller lr (now {cfg.lr}) or grad_scale (now {cfg.grad_scale})"
             )
         for k in acc:
-            v = getattr(stats, k)
+            v = errors if k == "bit_errors" else getattr(stats, k)
             if math.isfinite(v):
                 acc[k].append(v)
-        if curriculum.record(stats.bit_errors):
+        if curriculum.record(errors):
             run.solved_at.append([b, n])
         if b % cfg.log_every == 0 or b == cfg.batches:
             run.history.append({"batch": b, "length": curriculum.n, "solved": curriculum.solved,

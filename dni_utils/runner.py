@@ -1,4 +1,4 @@
-"""Running a grid of feed-forward runs, on one core or several.
+"""Running a grid of runs (feed-forward, language-model, ...), on one core or several.
 
 A small network's training step is too short to keep more than one core busy (intra-op
 threading barely helps a 256-wide layer), so a grid of runs is spread over worker processes
@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from typing import Any
 
 import torch
 import torch.multiprocessing
 from tqdm import tqdm
 
-from .data import Dataset
-from .ff import FFConfig, FFRun, train_ff
+from .ff import train_ff
 
-_WORKER_DATA: dict[str, Dataset] = {}  # the data set, in a worker process only (set by _init_worker)
+#: The data set and the training function, in a worker process only (set by _init_worker).
+_WORKER: dict[str, Any] = {}
+Train = Callable[..., Any]  # train(cfg, data, progress=..., desc=...) -> a run, a module-level function
 
 
 def resolve_workers(workers: int, n_runs: int) -> int:
@@ -47,13 +49,13 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _init_worker(data: Dataset) -> None:
+def _init_worker(data: Any, train: Train) -> None:
     torch.set_num_threads(1)
-    _WORKER_DATA["data"] = data
+    _WORKER.update(data=data, train=train)
 
 
-def _train_in_worker(cfg: FFConfig) -> FFRun:
-    return train_ff(cfg, _WORKER_DATA["data"], progress=False)
+def _train_in_worker(cfg: Any) -> Any:
+    return _WORKER["train"](cfg, _WORKER["data"], progress=False)
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
@@ -65,9 +67,11 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 
 
 def train_many(
-    cfgs: Sequence[FFConfig], data: Dataset, workers: int = 1, progress: bool = True, desc: str = "runs",
-) -> list[FFRun]:
-    """Train every config on ``data``; returns the runs in the order of ``cfgs``.
+    cfgs: Sequence[Any], data: Any, workers: int = 1, progress: bool = True, desc: str = "runs",
+    train: Train = train_ff,
+) -> list[Any]:
+    """Train every config on ``data`` with ``train`` (default: the feed-forward ``train_ff``);
+    returns the runs in the order of ``cfgs``.
 
     workers: processes to spread the runs over (1 = in this process, 0 = one per core). The
     results are the same for every value (one intra-op thread per run either way).
@@ -75,10 +79,10 @@ def train_many(
     n = resolve_workers(workers, len(cfgs))
     if n == 1:
         with one_thread():
-            return [train_ff(cfg, data, progress=progress, desc=f"{desc} {i + 1}/{len(cfgs)}") for i, cfg in enumerate(cfgs)]
+            return [train(cfg, data, progress=progress, desc=f"{desc} {i + 1}/{len(cfgs)}") for i, cfg in enumerate(cfgs)]
     ctx = torch.multiprocessing.get_context("spawn")
-    runs: list[FFRun | None] = [None] * len(cfgs)
-    with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(data,)) as pool:
+    runs: list[Any] = [None] * len(cfgs)
+    with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(data, train)) as pool:
         futures = {pool.submit(_train_in_worker, cfg): i for i, cfg in enumerate(cfgs)}
         pending = set(futures)
         with tqdm(total=len(cfgs), desc=f"{desc} ({n} processes)", disable=not progress, leave=False) as bar:
@@ -90,4 +94,4 @@ def train_many(
                         raise future.exception()
                     runs[futures[future]] = future.result()
                     bar.update(1)
-    return runs  # type: ignore[return-value]
+    return runs

@@ -143,23 +143,24 @@ def test_fresh_synthesizer_predicts_zero():
 
 
 class _Count:
-    """Counts the tensors autograd holds for backward (a proxy for the memory held)."""
+    """Counts the bytes of the tensors autograd holds for backward (the memory held for it)."""
 
     def __init__(self):
         self.live = self.peak = 0
 
     def pack(self, t):
-        self.live += 1
+        held = _Held(t, self)
+        self.live += held.nbytes
         self.peak = max(self.peak, self.live)
-        return _Held(t, self)
+        return held
 
 
 class _Held:
     def __init__(self, t, count):
-        self.t, self.count = t, count
+        self.t, self.count, self.nbytes = t, count, t.numel() * t.element_size()
 
     def __del__(self):
-        self.count.live -= 1
+        self.count.live -= self.nbytes
 
 
 def _peak(length, truncation, method="dni"):
@@ -249,3 +250,40 @@ def test_a_tiny_run_is_deterministic_and_learns_length_one():
     a, b = train_copy(cfg, progress=False), train_copy(cfg, progress=False)
     assert a.to_dict() == b.to_dict()
     assert a.score >= 1 and a.solved_at[0][1] == 1
+
+
+class _Looped(nn.Module):
+    """The same LSTM weights run as a Python loop of ``nn.LSTMCell`` steps (the slow path)."""
+
+    def __init__(self, core: LSTMCore) -> None:
+        super().__init__()
+        self.core, self.hidden = core, core.hidden
+        self.cell = nn.LSTMCell(core.lstm.input_size, core.hidden)
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            setattr(self.cell, name, getattr(core.lstm, f"{name}_l0"))  # shared parameters
+
+    def initial_state(self, batch_size):
+        return self.core.initial_state(batch_size)
+
+    def forward(self, x, s):
+        h, c = self.cell(x, (s[:, : self.hidden], s[:, self.hidden :]))
+        return self.core.readout(h), torch.cat([h, c], dim=1)
+
+
+@pytest.mark.parametrize("method", ["bptt", "dni"])
+def test_fused_chunks_give_the_gradients_of_a_loop_of_cells(method):
+    ep = _episode(9, 3)
+    grads, targets = [], []
+    for fused in (True, False):
+        core = _core()
+        torch.manual_seed(1)
+        iface = BackwardInterface(StateSynthesizer(8, hidden_layers=1, hidden=6), mode="off" if method == "bptt" else "dni")
+        nn.init.normal_(iface.synthesizer.out.weight)  # a non-zero synthesizer
+        stats = run_episode(core if fused else _Looped(core), ep, 2, iface, None, step_each_chunk=False, keep=True)
+        grads.append(_grads(core))
+        targets.append(stats.targets)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert len(targets[0]) == (4 if method == "dni" else 0)
+    for a, b in zip(*targets):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
