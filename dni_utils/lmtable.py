@@ -140,7 +140,7 @@ def paper_rows(runs: dict[Key, LMRun], settings: dict, dataset: str) -> list[dic
     order = list(RNN_METHOD_LABELS)
     rows = [
         {"setting": f"{dataset}, T={t}", "method": RNN_METHOD_LABELS[m], "metric": "test BPC (best validation checkpoint)",
-         "paper": None, **seed_summary(_values(runs, m, t))}
+         "paper": None, "digits": 3, **seed_summary(_values(runs, m, t))}
         for m, t in sorted(cells(settings), key=lambda c: (c[1], order.index(c[0])))
     ]
     dni_t, bptt_t = settings["pair"]

@@ -19,20 +19,21 @@ from pathlib import Path
 from .results import load_results
 
 
-def _fmt(value) -> str:
+def _fmt(value, digits: int = 2) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
-        return f"{value:.2f}"
+        return f"{value:.{digits}f}"
     return str(value)
 
 
 def _reproduced(row: dict) -> str:
     """The reproduced number, with its spread over seeds (± one standard deviation, n runs) when
-    the row has several."""
-    text = _fmt(row.get("reproduced"))
+    the row has several; ``digits`` (default 2) decimals, for rows whose differences are smaller."""
+    digits = row.get("digits", 2)
+    text = _fmt(row.get("reproduced"), digits)
     if row.get("n", 1) > 1 and row.get("spread") is not None:
-        text += f" ± {row['spread']:.2f} (n={row['n']})"
+        text += f" ± {row['spread']:.{digits}f} (n={row['n']})"
     return text
 
 

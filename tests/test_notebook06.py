@@ -1,0 +1,52 @@
+"""Notebook 06 (Penn Treebank characters): determinism and clean failure on bad parameters.
+
+(Its own cells, checks included, run under nbval at the smoke profile: `make test`.)
+"""
+
+import json
+from pathlib import Path
+
+import papermill as pm
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NB06 = ROOT / "notebooks" / "06_ptb_char.ipynb"
+
+
+def test_two_smoke_runs_with_the_same_seeds_write_identical_results(run_notebook, tmp_path):
+    a = run_notebook(NB06, tmp_path / "a", methods=["bptt", "dni"], workers=2)
+    b = run_notebook(NB06, tmp_path / "b", methods=["bptt", "dni"], workers=1)
+    # the same bytes but for the workers parameter itself: the numbers do not depend on it
+    assert a.read_text().replace('"workers": 2', '"workers": 1') == b.read_text()
+    result = json.loads(a.read_text())
+    assert result["data"]["synthetic"] and "seconds" not in a.read_text()
+    assert {r["setting"] for r in result["rows"]} >= {"generated Markov text, T=2", "generated Markov text, T=8"}
+    assert sorted(p.name for p in (tmp_path / "a" / "figures").iterdir()) == [
+        "06_ptb_char_curves.smoke.pdf", "06_ptb_char_curves.smoke.png"]
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(dataset="wiki"), "dataset='wiki' is unknown"),
+        (dict(methods=["bptt", "rtrl"]), "methods=['bptt', 'rtrl'] is invalid"),
+        (dict(truncations=[0]), "truncations=[0] is invalid"),
+        (dict(methods=["bptt"]), "pair=[4, 8] is invalid: the grid has no dni run at T=4"),
+        (dict(seeds=[-1]), "seeds=[-1] is invalid"),
+        (dict(profile="laptop"), "profile='laptop' is unknown"),
+    ],
+)
+def test_bad_parameters_fail_clearly_and_leave_nothing_behind(run_notebook, tmp_path, params, message):
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        run_notebook(NB06, tmp_path, **params)
+    assert message in str(info.value)
+    assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
+
+
+def test_missing_data_offline_fails_with_the_instructions(run_notebook, tmp_path, monkeypatch):
+    monkeypatch.setenv("DNI_OFFLINE", "1")
+    monkeypatch.setenv("DNI_DATA_DIR", str(tmp_path / "empty"))
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        run_notebook(NB06, tmp_path, dataset="ptb")
+    assert "DNI_OFFLINE is set" in str(info.value)
+    assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
