@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .rnn import DivergenceError, build_recurrent, check_methods, run_episode, unroll
+from .rnn import DivergenceError, build_recurrent, check_recurrent_config, run_episode, unroll
 from .tasks import Episode
 from .text import TextCorpus, bits_per_character
 
@@ -95,18 +95,8 @@ class LMConfig:
     seed: int = 0
 
     def validate(self) -> LMConfig:
-        check_methods([self.method])
-        for name in ("truncation", "hidden", "batch_size", "train_chars", "eval_every", "eval_streams", "segment",
-                     "synth_hidden"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}={value!r} is invalid: expected a positive integer")
-        if not isinstance(self.synth_hidden_layers, int) or self.synth_hidden_layers < 0:
-            raise ValueError(f"synth_hidden_layers={self.synth_hidden_layers!r} is invalid: expected an integer >= 0")
-        for name in ("lr", "synth_lr", "grad_scale", "aux_weight"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}={getattr(self, name)!r} is invalid: expected a positive number")
-        return self
+        return check_recurrent_config(self, ("truncation", "hidden", "batch_size", "train_chars", "eval_every",
+                                             "eval_streams", "segment", "synth_hidden"))
 
 
 @dataclass

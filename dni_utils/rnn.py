@@ -231,7 +231,7 @@ def run_episode(
             if keep:
                 targets.append(target.detach().clone())
             synth_losses.append(interface.update(target))  # the synthesizer steps
-            if dni and boundary:
+            if boundary:
                 # The synthesizer has just stepped: the queued prediction for s_{k+1} was made
                 # with its old weights; queue it again with the new ones (the value injected
                 # above stays the one the core used).
@@ -248,6 +248,22 @@ def run_episode(
     if aux_losses:
         stats.aux_loss = torch.stack(aux_losses).sum().item() / len(aux_losses) / batch
     return stats
+
+
+def check_recurrent_config(cfg, positive: tuple[str, ...]):
+    """Check the settings every recurrent config shares (method, synthesizer, learning rates) and
+    the positive integers ``positive``; returns ``cfg``. Errors name the field and what is allowed."""
+    check_methods([cfg.method])
+    for name in positive:
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name}={value!r} is invalid: expected a positive integer")
+    if not isinstance(cfg.synth_hidden_layers, int) or cfg.synth_hidden_layers < 0:
+        raise ValueError(f"synth_hidden_layers={cfg.synth_hidden_layers!r} is invalid: expected an integer >= 0")
+    for name in ("lr", "synth_lr", "grad_scale", "aux_weight"):
+        if not getattr(cfg, name) > 0:
+            raise ValueError(f"{name}={getattr(cfg, name)!r} is invalid: expected a positive number")
+    return cfg
 
 
 @dataclass
@@ -273,19 +289,9 @@ class RNNConfig:
     seed: int = 0
 
     def validate(self) -> RNNConfig:
-        check_methods([self.method])
         check_task(self.task)
-        for name in ("truncation", "hidden", "width", "max_repeats", "batch_size", "batches", "synth_hidden",
-                     "window", "max_length", "log_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}={value!r} is invalid: expected a positive integer")
-        if not isinstance(self.synth_hidden_layers, int) or self.synth_hidden_layers < 0:
-            raise ValueError(f"synth_hidden_layers={self.synth_hidden_layers!r} is invalid: expected an integer >= 0")
-        for name in ("lr", "synth_lr", "grad_scale", "aux_weight"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}={getattr(self, name)!r} is invalid: expected a positive number")
-        return self
+        return check_recurrent_config(self, ("truncation", "hidden", "width", "max_repeats", "batch_size", "batches",
+                                             "synth_hidden", "window", "max_length", "log_every"))
 
 
 @dataclass

@@ -172,11 +172,12 @@ def markov_text(n_symbols: int = 8, n_train: int = 20_000, n_eval: int = 4_000, 
     pi = pi / pi.sum()  # stationary distribution
     entropy = float(-(pi[:, None] * P * torch.log2(P.clamp_min(1e-300))).sum())
 
+    cdf = P.cumsum(1)  # (V, V): each row's cumulative distribution
+
     def walk(n: int) -> str:
         state = int(torch.multinomial(pi.float(), 1, generator=gen))
         out = []
         u = torch.rand(n, generator=gen, dtype=torch.float64)
-        cdf = P.cumsum(1)
         for i in range(n):
             state = min(int(torch.searchsorted(cdf[state], u[i])), n_symbols - 1)
             out.append(chr(ord("a") + state))

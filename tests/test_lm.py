@@ -12,6 +12,7 @@ from dni_utils.data import DataUnavailableError
 from dni_utils.lm import LMConfig, batchify, char_episode, char_loss, evaluate_bpc, train_lm
 from dni_utils.rnn import LSTMCore, StateSynthesizer, run_episode
 from dni_utils.text import EOL, PTB_FILES, from_texts, load_text, markov_text, tokens
+from synth_stubs import Constant, Lookup
 
 V = 5  # vocabulary of the hand-made streams
 
@@ -30,25 +31,6 @@ def _grads(core):
     return [p.grad.detach().clone() for p in core.parameters()]
 
 
-class Lookup(nn.Module):
-    """A parameter-free synthesizer returning, for a state, the true gradient stored for it."""
-
-    def __init__(self, pairs):
-        super().__init__()
-        self.pairs = pairs
-
-    def forward(self, trigger, context=None):
-        for state, grad in self.pairs:
-            if torch.allclose(trigger, state, atol=1e-6):
-                return grad.clone()
-        raise AssertionError("no stored gradient for this state")
-
-
-class Zero(nn.Module):
-    def forward(self, trigger, context=None):
-        return torch.zeros_like(trigger)
-
-
 def _segments(core, data, segment, truncation, iface, optimizer=None):
     """Train on ``data`` one segment at a time, the state carried over, every end but the last open."""
     state, steps = None, data.shape[0] - 1
@@ -65,11 +47,11 @@ def test_the_state_is_carried_across_segments():
     # Plain BPTT with T = steps: segments of 4 with the state carried give the outputs of one pass.
     data = _stream(13)
     core = _core()
-    whole = run_episode(core, char_episode(data, 0, 12, V), 4, BackwardInterface(Zero(), mode="off"), None,
+    whole = run_episode(core, char_episode(data, 0, 12, V), 4, BackwardInterface(Constant(0.0), mode="off"), None,
                         step_each_chunk=False, loss_fn=char_loss)
     state, outs = None, []
     for start in (0, 4, 8):
-        stats = run_episode(core, char_episode(data, start, 4, V), 4, BackwardInterface(Zero(), mode="off"), None,
+        stats = run_episode(core, char_episode(data, start, 4, V), 4, BackwardInterface(Constant(0.0), mode="off"), None,
                             step_each_chunk=False, loss_fn=char_loss, state=state, open_end=True)
         state = stats.state
         outs.append(stats.logits)
@@ -106,7 +88,7 @@ def test_a_zero_synthesizer_on_the_stream_equals_plain_truncated_bptt():
     for mode in ("off", "dni"):
         core = _core()
         opt = torch.optim.Adam(core.parameters(), lr=1e-2)
-        _segments(core, data, 6, 3, BackwardInterface(Zero(), mode=mode), opt)
+        _segments(core, data, 6, 3, BackwardInterface(Constant(0.0), mode=mode), opt)
         params.append([p.detach().clone() for p in core.parameters()])
     for a, b in zip(*params):
         assert torch.equal(a, b)
