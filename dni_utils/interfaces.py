@@ -78,8 +78,9 @@ class BackwardInterface(nn.Module):
         self.mode = _check_mode(mode)
         params = [p for p in synthesizer.parameters() if p.requires_grad]
         self.optimizer = (optimizer or _adam(lr))(params) if params else None
-        # (prediction, message or None, trigger, context) per prediction awaiting its target
-        self._pending: deque[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]] = deque()
+        # (prediction, message or None, trigger, context, version) per prediction awaiting its target
+        self._pending: deque[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None, int]] = deque()
+        self._version = 0  # synthesizer steps so far: a prediction made before the latest is stale
         self.last_loss = float("nan")  # the most recent synthesizer loss L_M
         self.n_updates = 0  # synthesizer updates so far
 
@@ -104,7 +105,7 @@ class BackwardInterface(nn.Module):
         if not self.training or self.mode == "off":
             return h.new_zeros(())
         pred = self.synthetic_gradient(h, context)  # δ̂: (B, *h.shape[1:])
-        self._pending.append((pred, None, h.detach(), context))
+        self._pending.append((pred, None, h.detach(), context, self._version))
         s = self.scale if self.mode == "dni" else 0.0
         return (h * (s * pred.detach())).sum()  # ∂/∂h = s·δ̂
 
@@ -124,7 +125,7 @@ class BackwardInterface(nn.Module):
         if self.mode == "dni" and h.requires_grad:
             h.backward(self.scale * pred.detach())  # upstream receives s·δ̂ (update unlocked)
         message = h.detach().requires_grad_()
-        self._pending.append((pred, message, h.detach(), context))
+        self._pending.append((pred, message, h.detach(), context, self._version))
         return message
 
     def update(self, target: torch.Tensor | None = None) -> float:
@@ -133,10 +134,17 @@ class BackwardInterface(nn.Module):
         target: the gradient δ with respect to the trigger; by default the gradient that
         downstream has accumulated in the message returned by ``send``.
         Returns the synthesizer loss ‖δ̂ − δ‖² / B.
+
+        When several predictions wait (a downstream that answers for several at once) and the
+        synthesizer has stepped since this one was made, the prediction is made again from its
+        trigger, so each step regresses the current synthesizer (the graph of the old prediction
+        refers to weights that have since changed in place).
         """
         if not self._pending:
             raise RuntimeError("update() called with no pending prediction: call send() or inject() first")
-        pred, message, trigger, context = self._pending.popleft()
+        pred, message, trigger, context, version = self._pending.popleft()
+        if version != self._version:
+            pred = self.synthetic_gradient(trigger, context)
         if target is None:
             if message is None:
                 raise ValueError("target is required for a prediction made by inject()")
@@ -151,6 +159,7 @@ class BackwardInterface(nn.Module):
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
+                self._version += 1
         self.last_loss = loss.item()
         self.n_updates += 1
         return self.last_loss

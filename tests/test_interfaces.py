@@ -233,3 +233,24 @@ def test_forward_interface_starts_at_zero_and_regresses_onto_the_real_input():
 def test_bad_interface_arguments_are_clear_errors(build, match):
     with pytest.raises(ValueError, match=match):
         build()
+
+
+def test_several_pending_predictions_each_regress_the_current_synthesizer():
+    """Downstream answers for several predictions at once (two networks at two timescales): after
+    the first update has stepped the synthesizer, the second prediction is made again from its
+    trigger (its old graph refers to weights changed in place), and its loss is the new one's."""
+    torch.manual_seed(0)
+    synth = make_synthesizer("mlp", (3,), hidden_layers=1, hidden_features=8)
+    nn.init.normal_(synth.out.weight)
+    iface = BackwardInterface(synth, lr=0.1)
+    h1, h2 = torch.randn(4, 3, requires_grad=True), torch.randn(4, 3, requires_grad=True)
+    iface.inject(h1)
+    iface.inject(h2)
+    t1, t2 = torch.randn(4, 3), torch.randn(4, 3)
+    before = synthesizer_loss(synth(h2.detach()), t2).item()
+    iface.update(t1)  # steps the synthesizer
+    with torch.no_grad():
+        fresh = synthesizer_loss(synth(h2.detach()), t2).item()
+    assert fresh != before
+    assert iface.update(t2) == pytest.approx(fresh)
+    assert iface.pending == 0
