@@ -1,0 +1,390 @@
+"""Two networks at two timescales (paper section 3.4, "multi-network system"), our design of the task.
+
+A stream of digits arrives one per *tick*, ``batch_size`` independent streams side by side.
+
+- **Network A** ticks every tick: a digit encoder feeding an LSTM cell. It has a task of its own
+  (is this digit odd?) and sends a *message* (a linear read-out of its state) every tick.
+- **Network B** ticks every ``T`` ticks: an LSTM cell that reads the ``T`` messages A sent since
+  B's last tick (concatenated) and must say how many of those ``T`` digits were large (>= 5): a
+  classification over 0..T. A's own task does not need largeness, so B's task is solved only if
+  A learns, from B's error, to put it into its messages.
+
+The edge A -> B is a ``BackwardInterface`` (the same class as every other notebook's), and the
+methods differ only in how B's error reaches A:
+
+- ``bptt``: A is update-locked. It keeps the graph of the whole window and updates once, when B
+  has ticked, from one backward pass through B and A's ``T`` ticks (its own losses included).
+- ``dni``: A updates every tick, from its own loss plus ``scale · δ̂_t``, the synthesizer's
+  prediction of ∂L_B/∂m_t injected at its message (``inject``). When B ticks, the gradient that
+  reaches each of the ``T`` messages is the regression target of the prediction made for it.
+- ``cdni``: as ``dni``, the synthesizer also reads the digit's label (one-hot) as context.
+- ``none`` (No B signal): as ``dni`` with the interface off: A learns from its own task only; B
+  still learns to read whatever A sends. The lower bound that shows the interface matters.
+
+A's recurrent state is carried along the stream; gradients flow through it within an update
+window only (``T`` ticks for ``bptt``, one tick otherwise), and B's state is carried across its
+ticks with a one-tick truncation. Neither task needs memory beyond B's window, so the comparison
+is about when A's updates happen, not about how far back gradients reach.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .interfaces import BackwardInterface
+from .rnn import DivergenceError
+from .synthesizers import MLPSynthesizer
+
+TIMESCALE_METHODS = ("bptt", "dni", "cdni", "none")
+TIMESCALE_LABELS = {"bptt": "BPTT", "dni": "DNI", "cdni": "cDNI", "none": "No B signal"}
+N_DIGITS = 10
+LARGE = 5  # B counts the digits >= LARGE
+
+
+def check_timescale_methods(methods: list[str]) -> list[str]:
+    unknown = [m for m in methods if m not in TIMESCALE_METHODS]
+    if unknown or not methods:
+        raise ValueError(f"methods={methods!r} is invalid: expected a non-empty subset of {TIMESCALE_METHODS}")
+    return list(methods)
+
+
+def own_labels(digits: torch.Tensor) -> torch.Tensor:
+    """A's task at every tick: 1 if the digit is odd. digits: (t, B) -> (t, B)."""
+    return digits % 2
+
+
+def window_labels(digits: torch.Tensor) -> torch.Tensor:
+    """B's task for a window: how many of its digits are large (>= 5). digits: (T, B) -> (B,) in 0..T."""
+    return (digits >= LARGE).sum(0)
+
+
+class NetworkA(nn.Module):
+    """Digit encoder (Linear, ReLU) -> LSTM cell -> its own task's logits and a message.
+
+    The state is ``s = [h, c]``, (B, 2H); the message is a linear read-out of ``h``.
+    """
+
+    def __init__(self, in_features: int, encoder: int, hidden: int, message: int) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(in_features, encoder), nn.ReLU())
+        self.cell = nn.LSTMCell(encoder, hidden)
+        self.own = nn.Linear(hidden, 2)
+        self.message = nn.Linear(hidden, message)
+
+    def initial_state(self, batch_size: int) -> torch.Tensor:
+        return torch.zeros(batch_size, 2 * self.hidden, device=self.own.weight.device)
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x: (B, ...) one digit per stream -> own logits (B, 2), message (B, M), s' (B, 2H)."""
+        h, c = self.cell(self.encoder(x), (s[:, : self.hidden], s[:, self.hidden :]))
+        return self.own(h), torch.tanh(self.message(h)), torch.cat([h, c], dim=1)
+
+
+class NetworkB(nn.Module):
+    """An LSTM cell that reads the window's messages (concatenated) -> logits over counts 0..T."""
+
+    def __init__(self, period: int, message: int, hidden: int) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.cell = nn.LSTMCell(period * message, hidden)
+        self.head = nn.Linear(hidden, period + 1)
+
+    def initial_state(self, batch_size: int) -> torch.Tensor:
+        return torch.zeros(batch_size, 2 * self.hidden, device=self.head.weight.device)
+
+    def forward(self, messages: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """messages: (B, T·M) -> logits (B, T + 1), s' (B, 2H)."""
+        h, c = self.cell(messages, (s[:, : self.hidden], s[:, self.hidden :]))
+        return self.head(h), torch.cat([h, c], dim=1)
+
+
+@dataclass
+class TimescaleSystem:
+    """Both networks, the interface on the edge A -> B, their optimisers and carried states."""
+
+    a: nn.Module
+    b: nn.Module
+    interface: BackwardInterface
+    opt_a: torch.optim.Optimizer | None
+    opt_b: torch.optim.Optimizer | None
+    method: str
+    state_a: torch.Tensor | None = None
+    state_b: torch.Tensor | None = None
+
+    def train(self) -> None:
+        for m in (self.a, self.b, self.interface):
+            m.train()
+
+    def eval(self) -> None:
+        for m in (self.a, self.b, self.interface):
+            m.eval()
+
+
+@dataclass
+class WindowStats:
+    own_loss: float  # A's task loss per digit (mean over the window's ticks)
+    b_loss: float  # B's task loss per window
+    own_correct: int  # A's correct answers in the window (over ticks and streams)
+    b_correct: int  # B's correct counts (over streams)
+    synth_loss: float = float("nan")  # mean synthesizer loss over the window's T targets
+    a_steps: list[int] = field(default_factory=list)  # ticks (0-based, within the window) after which A stepped
+    targets: list[torch.Tensor] = field(default_factory=list)  # the gradient each message received from B
+
+
+def _step(opt: torch.optim.Optimizer | None, step: bool) -> None:
+    if opt is not None and step:
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+
+def train_window(system: TimescaleSystem, x: torch.Tensor, digits: torch.Tensor, step: bool = True) -> WindowStats:
+    """Train on one window of ``T`` ticks (x: (T, B, ...), digits: (T, B)), ending with B's tick.
+
+    step: A's and B's optimisers step (training); with False their gradients accumulate in
+    ``.grad`` over the window and nothing steps (tests). The synthesizer always learns.
+    """
+    a, b, interface = system.a, system.b, system.interface
+    period, batch = digits.shape
+    method = system.method
+    s_a = a.initial_state(batch) if system.state_a is None else system.state_a.detach()
+    s_b = b.initial_state(batch) if system.state_b is None else system.state_b.detach()
+    own_y = own_labels(digits)
+    messages, total, own_loss, own_correct, a_steps = [], 0.0, 0.0, 0, []
+    for t in range(period):
+        own, m, s_a = a(x[t], s_a)
+        loss_t = F.cross_entropy(own, own_y[t], reduction="sum")  # summed over the streams
+        own_loss += loss_t.item()
+        own_correct += int((own.argmax(1) == own_y[t]).sum())
+        if method == "bptt":  # A waits: its graph grows over the window
+            total = total + loss_t
+            messages.append(m)
+            continue
+        context = F.one_hot(digits[t], N_DIGITS).float() if method == "cdni" else None
+        (loss_t + interface.inject(m, context)).backward()  # ∂/∂m_t = scale · δ̂_t (zero when off)
+        _step(system.opt_a, step)
+        a_steps.append(t)
+        messages.append(m.detach().requires_grad_())  # B reads the message, cut from A's graph
+        s_a = s_a.detach()  # A's next tick starts a new graph
+    logits, s_b = b(torch.cat(messages, dim=1), s_b)  # B ticks
+    counts = window_labels(digits)
+    b_loss = F.cross_entropy(logits, counts, reduction="sum")
+    (total + b_loss).backward()  # BPTT: one backward pass through B and A's whole window
+    _step(system.opt_b, step)
+    if method == "bptt":
+        _step(system.opt_a, step)
+        a_steps.append(period - 1)
+    stats = WindowStats(own_loss / (period * batch), b_loss.item() / batch, own_correct,
+                        int((logits.argmax(1) == counts).sum()), a_steps=a_steps)
+    if method in ("dni", "cdni"):  # each message's true gradient trains the prediction made for it
+        stats.targets = [m.grad.detach().clone() for m in messages]
+        stats.synth_loss = sum(interface.update(g) for g in stats.targets) / period
+    system.state_a, system.state_b = s_a.detach(), s_b.detach()
+    return stats
+
+
+@torch.no_grad()
+def evaluate(system: TimescaleSystem, x: torch.Tensor, digits: torch.Tensor, period: int) -> tuple[float, float]:
+    """A's and B's accuracy on a fixed stream (x: (L, B, ...), L a multiple of T), from zero states,
+    in eval mode: (fraction of ticks A answers right, fraction of windows B counts right)."""
+    system.eval()
+    a, b = system.a, system.b
+    batch = digits.shape[1]
+    s_a, s_b = a.initial_state(batch), b.initial_state(batch)
+    own_right, b_right, messages = 0, 0, []
+    for t in range(digits.shape[0]):
+        own, m, s_a = a(x[t], s_a)
+        own_right += int((own.argmax(1) == own_labels(digits[t])).sum())
+        messages.append(m)
+        if len(messages) == period:
+            logits, s_b = b(torch.cat(messages, dim=1), s_b)
+            b_right += int((logits.argmax(1) == window_labels(digits[t + 1 - period : t + 1])).sum())
+            messages = []
+    system.train()
+    return own_right / digits.numel(), b_right / (digits.numel() // period)
+
+
+class DigitStream:
+    """Endless windows of digits drawn uniformly (with replacement) from ``images``/``labels``,
+    ``batch`` streams side by side, from a seeded generator of its own."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch: int, seed: int) -> None:
+        if batch < 1:
+            raise ValueError(f"batch_size={batch!r} is invalid: expected a positive integer")
+        self.images, self.labels, self.batch = images, labels, batch
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def window(self, ticks: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (ticks, B, *image), digits: (ticks, B)."""
+        idx = torch.randint(self.labels.numel(), (ticks, self.batch), generator=self.generator)
+        return self.images[idx], self.labels[idx]
+
+
+@dataclass
+class TimescaleData:
+    """The digits a run trains on and the fixed test stream it is evaluated on."""
+
+    x_train: torch.Tensor  # (N, ...) images
+    y_train: torch.Tensor  # (N,) digits
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+
+@dataclass
+class TimescaleConfig:
+    method: str = "dni"  # bptt | dni | cdni | none
+    period: int = 4  # T: B ticks every T ticks of A
+    ticks: int = 20_000  # training budget in ticks (a multiple of T)
+    batch_size: int = 32  # streams side by side
+    encoder: int = 128  # A's digit encoder units
+    hidden_a: int = 64  # A's LSTM units
+    message: int = 16  # message size
+    hidden_b: int = 64  # B's LSTM units
+    lr: float = 1e-3  # Adam, A and B
+    synth_lr: float = 1e-3  # Adam, synthesizer
+    synth_hidden_layers: int = 0  # 0 = linear synthesizer
+    synth_hidden: int = 128
+    grad_scale: float = 1.0  # factor on the injected synthetic gradient
+    eval_every: int = 400  # ticks between evaluations (a multiple of T)
+    eval_streams: int = 256  # test streams evaluated side by side
+    eval_windows: int = 4  # B's windows per test stream
+    timeline_windows: int = 3  # windows whose update events are recorded for the timeline figure
+    seed: int = 0
+
+    def validate(self) -> TimescaleConfig:
+        check_timescale_methods([self.method])
+        for name in ("period", "ticks", "batch_size", "encoder", "hidden_a", "message", "hidden_b", "synth_hidden",
+                     "eval_every", "eval_streams", "eval_windows"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r} is invalid: expected a positive integer")
+        if not isinstance(self.synth_hidden_layers, int) or self.synth_hidden_layers < 0:
+            raise ValueError(f"synth_hidden_layers={self.synth_hidden_layers!r} is invalid: expected an integer >= 0")
+        for name in ("lr", "synth_lr", "grad_scale"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} is invalid: expected a positive number")
+        for name in ("ticks", "eval_every"):
+            if getattr(self, name) % self.period:
+                raise ValueError(f"{name}={getattr(self, name)} is invalid: expected a multiple of the period "
+                                 f"T={self.period}")
+        return self
+
+
+@dataclass
+class TimescaleRun:
+    config: TimescaleConfig
+    history: list[dict] = field(default_factory=list)  # one entry per evaluation
+    timeline: dict[str, list[int]] = field(default_factory=dict)  # network -> ticks it updated after
+    final_b: float = float("nan")  # B's test accuracy at the end
+    final_a: float = float("nan")
+
+    def to_dict(self) -> dict:
+        return {"config": asdict(self.config), "final_b": self.final_b, "final_a": self.final_a,
+                "timeline": self.timeline, "history": self.history}
+
+
+def build_system(cfg: TimescaleConfig, in_features: int) -> TimescaleSystem:
+    """A, B, the interface on A's message and the optimisers of one run (seeded by ``cfg.seed``)."""
+    cfg.validate()
+    torch.manual_seed(cfg.seed)
+    a = NetworkA(in_features, cfg.encoder, cfg.hidden_a, cfg.message)
+    b = NetworkB(cfg.period, cfg.message, cfg.hidden_b)
+    context = N_DIGITS if cfg.method == "cdni" else 0
+    synth = MLPSynthesizer(cfg.message, cfg.synth_hidden_layers, cfg.synth_hidden, context)
+    mode = "dni" if cfg.method in ("dni", "cdni") else "off"
+    interface = BackwardInterface(synth, lr=cfg.synth_lr, scale=cfg.grad_scale, mode=mode)
+    opt_a = torch.optim.Adam(a.parameters(), lr=cfg.lr)
+    opt_b = torch.optim.Adam(b.parameters(), lr=cfg.lr)
+    return TimescaleSystem(a, b, interface, opt_a, opt_b, cfg.method)
+
+
+def test_stream(data: TimescaleData, cfg: TimescaleConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed test stream every run of a grid is evaluated on (same seed: the same digits)."""
+    stream = DigitStream(data.x_test, data.y_test, cfg.eval_streams, seed=10_000)
+    return stream.window(cfg.eval_windows * cfg.period)
+
+
+def train_timescales(cfg: TimescaleConfig, data: TimescaleData, progress: bool = True,
+                     desc: str | None = None) -> TimescaleRun:
+    """Train A and B on the digit stream for ``cfg.ticks`` ticks; evaluate every ``eval_every``.
+
+    Raises ``DivergenceError`` if a loss stops being finite."""
+    system = build_system(cfg, math.prod(data.x_train.shape[1:]))
+    stream = DigitStream(data.x_train, data.y_train, cfg.batch_size, seed=cfg.seed + 1)
+    x_test, y_test = test_stream(data, cfg)
+    run = TimescaleRun(config=cfg, timeline={"A": [], "B": [], "synthesizer": []})
+    counts = {"a_updates": 0, "b_updates": 0, "synth_updates": 0}
+    acc = {"own_loss": [], "b_loss": [], "synth_loss": []}
+    system.train()
+    windows = cfg.ticks // cfg.period
+    bar = tqdm(range(1, windows + 1), desc=desc or cfg.method, disable=not progress, mininterval=5, leave=False)
+    for w in bar:
+        x, digits = stream.window(cfg.period)
+        stats = train_window(system, x, digits)
+        if not (math.isfinite(stats.own_loss) and math.isfinite(stats.b_loss)):
+            raise DivergenceError(
+                f"method={cfg.method!r}, T={cfg.period}: a training loss became non-finite in window {w}; "
+                f"try a smaller lr (now {cfg.lr}) or synth_lr (now {cfg.synth_lr})"
+            )
+        start = (w - 1) * cfg.period
+        counts["a_updates"] += len(stats.a_steps)
+        counts["b_updates"] += 1
+        synth = 0 if math.isnan(stats.synth_loss) else cfg.period
+        counts["synth_updates"] += synth
+        if w <= cfg.timeline_windows:
+            run.timeline["A"] += [start + t for t in stats.a_steps]
+            run.timeline["B"].append(start + cfg.period - 1)
+            if synth:
+                run.timeline["synthesizer"].append(start + cfg.period - 1)
+        for k in acc:
+            v = getattr(stats, k)
+            if math.isfinite(v):
+                acc[k].append(v)
+        tick = w * cfg.period
+        if tick % cfg.eval_every == 0 or w == windows:
+            acc_a, acc_b = evaluate(system, x_test, y_test, cfg.period)
+            run.history.append({"tick": tick, **counts, "acc_a": acc_a, "acc_b": acc_b,
+                                **{k: (sum(v) / len(v) if v else None) for k, v in acc.items()}})
+            acc = {k: [] for k in acc}
+            bar.set_postfix(acc_b=f"{acc_b:.3f}")
+    run.final_a, run.final_b = run.history[-1]["acc_a"], run.history[-1]["acc_b"]
+    return run
+
+
+#: Settings per profile for notebook 07. ``periods``: the values of T, each run with every method
+#: of ``methods`` at every seed; ``target_fraction``: B's target accuracy at a T is this fraction of
+#: BPTT's final accuracy there (mean over seeds), and a run's *ticks to target* is the first
+#: evaluation at which it reaches it; ``margin``: how far below BPTT's final accuracy DNI's may end
+#: and still count as "similar"; ``far_worse``: how far below BPTT No-B-signal must end;
+#: ``assert_claims``: the claims asserted at this profile (True: all, False: none).
+TIMESCALE_PROFILES: dict[str, dict] = {
+    "smoke": dict(
+        dataset="mnist-5k", periods=[2, 4], methods=list(TIMESCALE_METHODS), seeds=[0], ticks=48, batch_size=8,
+        encoder=16, hidden_a=8, message=4, hidden_b=8, lr=1e-3, synth_lr=1e-4, synth_hidden_layers=0,
+        synth_hidden=16, grad_scale=1.0, eval_every=16, eval_streams=16, eval_windows=2, timeline_windows=3,
+        target_fraction=0.9, margin=0.05, far_worse=0.2, workers=1, assert_claims=False,
+    ),
+    "cpu": dict(
+        dataset="mnist", periods=[2, 4, 8], methods=list(TIMESCALE_METHODS), seeds=[0, 1, 2], ticks=12_000,
+        batch_size=32, encoder=128, hidden_a=64, message=16, hidden_b=64, lr=1e-3, synth_lr=1e-4,
+        synth_hidden_layers=0, synth_hidden=128, grad_scale=1.0, eval_every=400, eval_streams=256, eval_windows=4,
+        timeline_windows=3, target_fraction=0.9, margin=0.05, far_worse=0.2, workers=0,
+        assert_claims=["cdni_within_margin_of_bptt_at_T2", "cdni_within_margin_of_bptt_at_T4",
+                       "cdni_within_margin_of_bptt_at_T8", "no_b_signal_far_worse_at_T2",
+                       "no_b_signal_far_worse_at_T4", "no_b_signal_far_worse_at_T8",
+                       "cdni_reaches_target_sooner_than_bptt_at_T4"],
+    ),
+    "paper": dict(
+        dataset="mnist", periods=[2, 4, 8, 16], methods=list(TIMESCALE_METHODS), seeds=[0, 1, 2], ticks=200_000,
+        batch_size=64, encoder=256, hidden_a=128, message=32, hidden_b=128, lr=1e-3, synth_lr=1e-4,
+        synth_hidden_layers=0, synth_hidden=256, grad_scale=1.0, eval_every=2000, eval_streams=1000,
+        eval_windows=4, timeline_windows=3, target_fraction=0.9, margin=0.05, far_worse=0.2, workers=0,
+        assert_claims=True,
+    ),
+}

@@ -1,0 +1,145 @@
+"""Notebook 07's grid: every (method, T, seed) of two networks at two timescales, turned into
+learning curves, the table of ticks to target and final accuracy, the claims and README rows."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .runner import train_many
+from .stats import clearly_above, mean_sd, seed_summary
+from .timescales import (
+    TIMESCALE_LABELS, TimescaleConfig, TimescaleData, TimescaleRun, check_timescale_methods, train_timescales,
+)
+
+#: TimescaleConfig fields a profile table may set.
+_CONFIG_KEYS = (
+    "ticks", "batch_size", "encoder", "hidden_a", "message", "hidden_b", "lr", "synth_lr", "synth_hidden_layers",
+    "synth_hidden", "grad_scale", "eval_every", "eval_streams", "eval_windows", "timeline_windows",
+)
+
+Key = tuple[str, int, int]  # (method, T, seed)
+
+
+def check_periods(periods: list[int]) -> list[int]:
+    if not periods or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 1 for t in periods):
+        raise ValueError(f"periods={periods!r} is invalid: expected a non-empty list of positive integers")
+    return list(periods)
+
+
+def configs(settings: dict, seeds: list[int]) -> dict[Key, TimescaleConfig]:
+    """Every run's configuration, validated before the first one starts."""
+    values = {k: settings[k] for k in _CONFIG_KEYS}
+    methods = check_timescale_methods(settings["methods"])
+    for name in ("target_fraction",):
+        if not 0 < settings[name] <= 1:
+            raise ValueError(f"{name}={settings[name]!r} is invalid: expected a number in (0, 1]")
+    return {(m, t, s): TimescaleConfig(method=m, period=t, seed=s, **values).validate()
+            for t in check_periods(settings["periods"]) for m in methods for s in seeds}
+
+
+def run_grid(settings: dict, data: TimescaleData, seeds: list[int], progress: bool = True,
+             workers: int = 1) -> dict[Key, TimescaleRun]:
+    """Train every (method, T, seed), spread over ``workers`` processes (one thread per run, so the
+    numbers do not depend on ``workers``)."""
+    cfgs = configs(settings, seeds)
+    runs = train_many(list(cfgs.values()), data, workers=workers, progress=progress, desc="grid",
+                      train=train_timescales)
+    return dict(zip(cfgs, runs))
+
+
+def curves_frame(runs: dict[Key, TimescaleRun]) -> pd.DataFrame:
+    """Long table: A's and B's test accuracy at every evaluation of every run, against ticks and
+    against A's updates."""
+    return pd.DataFrame([
+        {"method": TIMESCALE_LABELS[m], "T": t, "seed": s, "ticks": h["tick"], "A's updates": h["a_updates"],
+         "B accuracy": h["acc_b"], "A accuracy": h["acc_a"]}
+        for (m, t, s), run in runs.items() for h in run.history
+    ])
+
+
+def _finals(runs: dict[Key, TimescaleRun], method: str, t: int) -> list[float]:
+    return [r.final_b for (m, tt, _), r in runs.items() if (m, tt) == (method, t)]
+
+
+def targets(runs: dict[Key, TimescaleRun], fraction: float) -> dict[int, float]:
+    """B's target accuracy per T: ``fraction`` of BPTT's final accuracy (mean over seeds)."""
+    return {t: fraction * mean_sd(_finals(runs, "bptt", t))[0]
+            for t in sorted({t for (_, t, _) in runs}) if _finals(runs, "bptt", t)}
+
+
+def ticks_to_reach(run: TimescaleRun, target: float) -> int | None:
+    """Ticks at the first evaluation at which B's test accuracy is at least ``target`` (None: never)."""
+    return next((h["tick"] for h in run.history if h["acc_b"] >= target), None)
+
+
+def table(runs: dict[Key, TimescaleRun], fraction: float) -> pd.DataFrame:
+    """One row per (T, method): ticks to B's target and final accuracies (mean and sd over seeds)."""
+    goal = targets(runs, fraction)
+    rows = []
+    for t in sorted(goal):
+        for m in TIMESCALE_LABELS:
+            cell = [r for (mm, tt, _), r in sorted(runs.items()) if (mm, tt) == (m, t)]
+            if not cell:
+                continue
+            reached = [ticks_to_reach(r, goal[t]) for r in cell]
+            got = [x for x in reached if x is not None]
+            fb, fa = mean_sd([r.final_b for r in cell]), mean_sd([r.final_a for r in cell])
+            rows.append({"T": t, "method": TIMESCALE_LABELS[m], "target": goal[t],
+                         "reached": f"{len(got)}/{len(reached)}",
+                         "ticks to target": mean_sd(got)[0] if got else None,
+                         "ticks sd": mean_sd(got)[1] if got else None,
+                         "final B acc": fb[0], "final B sd": fb[1], "final A acc": fa[0]})
+    return pd.DataFrame(rows)
+
+
+def _ticks(runs: dict[Key, TimescaleRun], method: str, t: int, target: float) -> list[float]:
+    """Ticks to target of each seed; a seed that never reached it counts as its whole budget plus
+    one evaluation interval (it needed more than it had)."""
+    out = []
+    for (m, tt, _), r in sorted(runs.items()):
+        if (m, tt) == (method, t):
+            reached = ticks_to_reach(r, target)
+            out.append(reached if reached is not None else r.config.ticks + r.config.eval_every)
+    return out
+
+
+def claims(runs: dict[Key, TimescaleRun], settings: dict) -> dict[str, bool]:
+    """Per T: DNI and cDNI reach B's target in fewer ticks than BPTT (mean over seeds, beyond the
+    spread), their final B accuracy is within ``margin`` of BPTT's (mean over seeds), and No B
+    signal ends at least ``far_worse`` below BPTT."""
+    goal = targets(runs, settings["target_fraction"])
+    out = {}
+    for t in sorted(goal):
+        bptt = _finals(runs, "bptt", t)
+        for m in ("dni", "cdni"):
+            if _finals(runs, m, t):
+                out[f"{m}_reaches_target_sooner_than_bptt_at_T{t}"] = clearly_above(
+                    _ticks(runs, "bptt", t, goal[t]), _ticks(runs, m, t, goal[t]))
+                out[f"{m}_within_margin_of_bptt_at_T{t}"] = (
+                    mean_sd(_finals(runs, m, t))[0] >= mean_sd(bptt)[0] - settings["margin"])
+        if _finals(runs, "none", t):
+            out[f"no_b_signal_far_worse_at_T{t}"] = clearly_above(bptt, _finals(runs, "none", t),
+                                                                  settings["far_worse"])
+    return out
+
+
+def paper_rows(runs: dict[Key, TimescaleRun], settings: dict, dataset: str) -> list[dict]:
+    """README rows: per (T, method), B's final test accuracy and the ticks to its target (mean ± sd)."""
+    goal = targets(runs, settings["target_fraction"])
+    rows = []
+    for t in sorted(goal):
+        for m in TIMESCALE_LABELS:
+            finals = _finals(runs, m, t)
+            if not finals:
+                continue
+            rows.append({"setting": f"{dataset}, T={t}", "method": TIMESCALE_LABELS[m],
+                         "metric": "B's final test accuracy (count of large digits in its window)", "paper": None,
+                         **seed_summary(finals)})
+            reached = [x for x in (ticks_to_reach(r, goal[t]) for (mm, tt, _), r in sorted(runs.items())
+                                   if (mm, tt) == (m, t)) if x is not None]
+            rows.append({"setting": f"{dataset}, T={t}", "method": TIMESCALE_LABELS[m],
+                         "metric": f"ticks until B reaches {goal[t]:.3f} ({settings['target_fraction']:g} x BPTT's "
+                                   f"final; reached at {len(reached)} of {len(finals)} seeds)",
+                         "paper": "DNI faster" if m in ("dni", "cdni") else None, "digits": 0,
+                         **(seed_summary([float(x) for x in reached]) if reached else {"reproduced": None})})
+    return rows
