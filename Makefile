@@ -1,5 +1,6 @@
 # make test      set up .venv (first time) and run the unit tests and every notebook at the smoke profile
-# make figures   run every notebook through papermill (PROFILE=smoke|cpu|paper, default cpu), then the README
+# make figures   run every notebook through papermill (PROFILE=smoke|cpu|paper, default cpu), then the README;
+#                at cpu the executed notebooks are also kept, cleaned, under executed/
 # make bench     time Bprop / DNI / cDNI training steps
 # make readme    regenerate the README's results table and notebook index from results/ and notebooks/
 
@@ -9,6 +10,7 @@ PROFILE ?= cpu
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 SMOKE := build/smoke
+EXECUTED := executed
 export PYTHONHASHSEED := 0
 
 .PHONY: test figures bench readme clean venv
@@ -36,12 +38,16 @@ test: venv
 
 # A notebook that fails (e.g. its data cannot be found offline) writes nothing; the others still
 # run, the README is regenerated from what exists, and the failures are listed at the end.
+# At cpu each executed notebook that ran through is also cleaned of what changes from run to run
+# (python -m dni_utils.executed) into executed/, which is committed; smoke and paper keep theirs in build/.
 figures: venv
 	@mkdir -p build/$(PROFILE)
 	@failed=""; for nb in $(NOTEBOOKS); do \
+	  out="build/$(PROFILE)/$$(basename $$nb)"; \
 	  echo "== $$nb (profile $(PROFILE))"; \
-	  $(VENV)/bin/papermill "$$nb" "build/$(PROFILE)/$$(basename $$nb)" --cwd notebooks \
-	    -p profile $(PROFILE) || failed="$$failed $$nb"; \
+	  if $(VENV)/bin/papermill "$$nb" "$$out" --cwd notebooks -p profile $(PROFILE); then \
+	    if [ "$(PROFILE)" = cpu ]; then $(PY) -m dni_utils.executed "$$out" --out-dir $(EXECUTED) || failed="$$failed $$nb"; fi; \
+	  else failed="$$failed $$nb"; fi; \
 	done; \
 	$(PY) -m dni_utils.readme; \
 	if [ -n "$$failed" ]; then echo "failed:$$failed (see build/$(PROFILE)/)"; exit 1; fi
