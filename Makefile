@@ -3,17 +3,19 @@
 #                at cpu the executed notebooks are also kept, cleaned, under executed/
 # make bench     time Bprop / DNI / cDNI training steps
 # make readme    regenerate the README's results table and notebook index from results/ and notebooks/
+# make exercises generate each course exercise notebook from its solution (notebooks/course/)
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PROFILE ?= cpu
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+COURSE := $(sort $(wildcard notebooks/course/*_solution.ipynb))
 SMOKE := build/smoke
 EXECUTED := executed
 export PYTHONHASHSEED := 0
 
-.PHONY: test figures bench readme clean venv
+.PHONY: test figures bench readme exercises clean venv
 
 venv: $(VENV)/.installed
 
@@ -26,7 +28,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Unit tests, then each notebook prepared at the smoke profile (papermill --prepare-only injects the
-# parameters) and executed and checked by nbval; warnings are errors in both.
+# parameters) and executed and checked by nbval, and the course solutions (small already) as they
+# are; warnings are errors in both.
 test: venv
 	rm -rf $(SMOKE) && mkdir -p $(SMOKE)
 	for nb in $(NOTEBOOKS); do \
@@ -34,7 +37,7 @@ test: venv
 	    -p profile smoke -p progress False \
 	    -p results_dir "$(CURDIR)/$(SMOKE)/results" -p figures_dir "$(CURDIR)/$(SMOKE)/figures" || exit 1; \
 	done
-	PYTHONWARNINGS=error MPLBACKEND=Agg $(PY) -m pytest tests $(SMOKE) --nbval-lax -p no:cacheprovider
+	PYTHONWARNINGS=error MPLBACKEND=Agg $(PY) -m pytest tests $(SMOKE) $(COURSE) --nbval-lax -p no:cacheprovider
 
 # A notebook that fails (e.g. its data cannot be found offline) writes nothing; the others still
 # run, the README is regenerated from what exists, and the failures are listed at the end.
@@ -57,6 +60,10 @@ bench: venv
 
 readme: venv
 	$(PY) -m dni_utils.readme
+
+# The exercise version of each course notebook, generated from its solution (never edited by hand).
+exercises: venv
+	for nb in $(COURSE); do $(PY) -m dni_utils.exercises "$$nb" || exit 1; done
 
 clean:
 	rm -rf build
