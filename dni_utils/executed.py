@@ -149,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, help="write the cleaned copies here (default: in place)")
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if any notebook is not clean")
     args = parser.parse_args(argv)
+    missing = [str(p) for p in args.notebooks if not p.is_file()]
+    if missing:
+        parser.error(f"notebooks={missing} do not exist")
     if args.check:
         dirty = {p: volatile_fields(nbformat.read(p, as_version=4)) for p in args.notebooks}
         for path, found in dirty.items():
