@@ -4,6 +4,7 @@
 # make bench     time Bprop / DNI / cDNI training steps
 # make readme    regenerate the README's results table and notebook index from results/ and notebooks/
 # make exercises generate each course exercise notebook from its solution (notebooks/course/)
+# make lab       open JupyterLab on the notebooks with the project's kernel
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -15,7 +16,7 @@ SMOKE := build/smoke
 EXECUTED := executed
 export PYTHONHASHSEED := 0
 
-.PHONY: test figures bench readme exercises clean venv
+.PHONY: test figures bench readme exercises lab clean venv
 
 venv: $(VENV)/.installed
 
@@ -64,6 +65,9 @@ readme: venv
 # The exercise version of each course notebook, generated from its solution (never edited by hand).
 exercises: venv
 	for nb in $(COURSE); do $(PY) -m dni_utils.exercises "$$nb" || exit 1; done
+
+lab: venv
+	$(VENV)/bin/jupyter lab notebooks/
 
 clean:
 	rm -rf build
