@@ -7,6 +7,7 @@ fails on the exercise's stub and passes on the solution.
 import re
 from pathlib import Path
 
+import matplotlib
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
@@ -68,7 +69,8 @@ def steps(notebooks):
     stubs = iter(c for c in exercise.cells if _tagged(c, "exercise"))
     code = [c for c in solution.cells if c.cell_type == "code"]
     namespace: dict = {}
-    _run(code[0].source, namespace)
+    with matplotlib.rc_context():  # the setup cell sets the plotting style: keep it out of other tests
+        _run(code[0].source, namespace)
     out = []
     for cell, nxt in zip(code, code[1:]):
         if _tagged(cell, "solution"):
