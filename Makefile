@@ -1,17 +1,22 @@
 # make test      set up .venv (first time) and run the unit tests and every notebook at the smoke profile
-# make figures   run every notebook through papermill (PROFILE=smoke|cpu|paper, default cpu), then the README
+# make figures   run every notebook through papermill (PROFILE=smoke|cpu|paper, default cpu), then the README;
+#                at cpu the executed notebooks are also kept, cleaned, under executed/
 # make bench     time Bprop / DNI / cDNI training steps
 # make readme    regenerate the README's results table and notebook index from results/ and notebooks/
+# make exercises generate each course exercise notebook from its solution (notebooks/course/)
+# make lab       open JupyterLab on the notebooks with the project's kernel
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PROFILE ?= cpu
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+COURSE := $(sort $(wildcard notebooks/course/*_solution.ipynb))
 SMOKE := build/smoke
+EXECUTED := executed
 export PYTHONHASHSEED := 0
 
-.PHONY: test figures bench readme clean venv
+.PHONY: test figures bench readme exercises lab clean venv
 
 venv: $(VENV)/.installed
 
@@ -24,7 +29,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Unit tests, then each notebook prepared at the smoke profile (papermill --prepare-only injects the
-# parameters) and executed and checked by nbval; warnings are errors in both.
+# parameters) and executed and checked by nbval, and the course solutions (small already) as they
+# are; warnings are errors in both.
 test: venv
 	rm -rf $(SMOKE) && mkdir -p $(SMOKE)
 	for nb in $(NOTEBOOKS); do \
@@ -32,16 +38,20 @@ test: venv
 	    -p profile smoke -p progress False \
 	    -p results_dir "$(CURDIR)/$(SMOKE)/results" -p figures_dir "$(CURDIR)/$(SMOKE)/figures" || exit 1; \
 	done
-	PYTHONWARNINGS=error MPLBACKEND=Agg $(PY) -m pytest tests $(SMOKE) --nbval-lax -p no:cacheprovider
+	PYTHONWARNINGS=error MPLBACKEND=Agg $(PY) -m pytest tests $(SMOKE) $(COURSE) --nbval-lax -p no:cacheprovider
 
 # A notebook that fails (e.g. its data cannot be found offline) writes nothing; the others still
 # run, the README is regenerated from what exists, and the failures are listed at the end.
+# At cpu each executed notebook that ran through is also cleaned of what changes from run to run
+# (python -m dni_utils.executed) into executed/, which is committed; smoke and paper keep theirs in build/.
 figures: venv
 	@mkdir -p build/$(PROFILE)
 	@failed=""; for nb in $(NOTEBOOKS); do \
+	  out="build/$(PROFILE)/$$(basename $$nb)"; \
 	  echo "== $$nb (profile $(PROFILE))"; \
-	  $(VENV)/bin/papermill "$$nb" "build/$(PROFILE)/$$(basename $$nb)" --cwd notebooks \
-	    -p profile $(PROFILE) || failed="$$failed $$nb"; \
+	  if $(VENV)/bin/papermill "$$nb" "$$out" --cwd notebooks -p profile $(PROFILE); then \
+	    if [ "$(PROFILE)" = cpu ]; then $(PY) -m dni_utils.executed "$$out" --out-dir $(EXECUTED) || failed="$$failed $$nb"; fi; \
+	  else failed="$$failed $$nb"; fi; \
 	done; \
 	$(PY) -m dni_utils.readme; \
 	if [ -n "$$failed" ]; then echo "failed:$$failed (see build/$(PROFILE)/)"; exit 1; fi
@@ -51,6 +61,13 @@ bench: venv
 
 readme: venv
 	$(PY) -m dni_utils.readme
+
+# The exercise version of each course notebook, generated from its solution (never edited by hand).
+exercises: venv
+	for nb in $(COURSE); do $(PY) -m dni_utils.exercises "$$nb" || exit 1; done
+
+lab: venv
+	$(VENV)/bin/jupyter lab notebooks/
 
 clean:
 	rm -rf build

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg", force=False)  # headless-safe; notebooks keep their inline backend
+# Headless-safe without an explicit choice; a kernel sets MPLBACKEND (its inline backend, so that
+# figures appear in the executed notebooks), and so can the caller (make test: Agg).
+if not os.environ.get("MPLBACKEND"):
+    matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 

@@ -5,7 +5,10 @@
 
 The table comes from ``results/*.json`` and the index from ``notebooks/*.ipynb``; they sit between
 ``<!-- results:start -->`` / ``<!-- results:end -->`` and ``<!-- index:start -->`` /
-``<!-- index:end -->`` and are never edited by hand.
+``<!-- index:end -->`` and are never edited by hand. Under each notebook's table is its main
+figure (``figures/<main_figure>.<profile>.png`` when the result names a ``main_figure``, else the
+first ``figures/<notebook>_*.<profile>.png`` in sorted order); the index links each notebook's
+source and, once ``make figures`` has kept one, its executed copy (``executed/<notebook>.ipynb``).
 """
 
 from __future__ import annotations
@@ -47,7 +50,20 @@ def _data(result: dict) -> str:
     return text
 
 
-def results_table(results: list[dict]) -> str:
+def main_figure(result: dict, figures_dir: Path) -> Path | None:
+    """The PNG shown under a notebook's table: the result's ``main_figure`` if it names one, else the
+    first of the notebook's figures at the result's profile in sorted order; None if there is none."""
+    profile = result["profile"]
+    if result.get("main_figure"):
+        path = figures_dir / f"{result['main_figure']}.{profile}.png"
+        if not path.exists():
+            raise FileNotFoundError(f"main_figure={result['main_figure']!r} of {result['notebook']}: {path} does not exist")
+        return path
+    return next(iter(sorted(figures_dir.glob(f"{result['notebook']}_*.{profile}.png"))), None)
+
+
+def results_table(results: list[dict], root: Path | None = None) -> str:
+    """The results section; with ``root`` (the repository), each table is followed by its main figure."""
     if not results:
         return "_No results yet: run `make figures`._\n"
     lines = []
@@ -68,11 +84,17 @@ def results_table(results: list[dict]) -> str:
                 f"{_fmt(row.get('paper'))} | {_reproduced(row)} |"
             )
         lines.append("")
+        figure = main_figure(r, root / "figures") if root is not None else None
+        if figure is not None:
+            rel = figure.relative_to(root).as_posix()
+            lines.append(f"![{r['title']}: {figure.name}]({rel})\n")
     return "\n".join(lines)
 
 
-def notebook_index(notebooks_dir: Path) -> str:
-    lines = ["| notebook | result |", "|---|---|"]
+def notebook_index(notebooks_dir: Path, executed_dir: Path | None = None) -> str:
+    """One row per numbered notebook: its source, its title and its executed copy (when one exists
+    in ``executed_dir``)."""
+    lines = ["| notebook | result | executed at `cpu` |", "|---|---|---|"]
     for nb_path in sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb")):
         nb = json.loads(nb_path.read_text())
         title = nb_path.stem
@@ -81,7 +103,10 @@ def notebook_index(notebooks_dir: Path) -> str:
                 first = "".join(cell["source"]).strip().splitlines()[0]
                 title = first.lstrip("# ").strip()
                 break
-        lines.append(f"| [`{nb_path.name}`](notebooks/{nb_path.name}) | {title} |")
+        executed = "–"
+        if executed_dir is not None and (executed_dir / nb_path.name).exists():
+            executed = f"[with outputs]({executed_dir.name}/{nb_path.name})"
+        lines.append(f"| [`{nb_path.name}`](notebooks/{nb_path.name}) | {title} | {executed} |")
     return "\n".join(lines) + "\n"
 
 
@@ -98,8 +123,8 @@ def render(root: Path) -> str:
     text = (root / "README.md").read_text()
     # smoke results only exercise the code: they are never part of the table
     shown = [r for r in load_results(root / "results") if r["profile"] != "smoke"]
-    text = _replace(text, "results", results_table(shown))
-    return _replace(text, "index", notebook_index(root / "notebooks"))
+    text = _replace(text, "results", results_table(shown, root))
+    return _replace(text, "index", notebook_index(root / "notebooks", root / "executed"))
 
 
 def main(argv: list[str] | None = None) -> int:

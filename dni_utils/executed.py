@@ -1,0 +1,167 @@
+"""Executed copies of the notebooks, cleaned of what changes from run to run.
+
+    python -m dni_utils.executed build/cpu/01_ff_mnist.ipynb --out-dir executed   # clean into executed/
+    python -m dni_utils.executed --check executed/*.ipynb                          # exit 1 if any is not clean
+
+``make figures`` at the ``cpu`` profile keeps each executed notebook under ``executed/`` so that a
+reader sees every output without running anything. What papermill and the kernel record about
+*the run* rather than *the result* is removed, so that re-running a notebook with the same code
+and data rewrites the same bytes:
+
+- cell metadata other than the author's (``tags``, ``jupyter``, ``collapsed``, ``scrolled``,
+  ``editable``, ``deletable``): papermill's ``start_time`` / ``end_time`` / ``duration`` /
+  ``status`` / ``exception`` and the kernel's ``execution`` timestamps go; empty ``tags`` too;
+- notebook metadata other than ``kernelspec``, ``language_info`` and papermill's ``parameters``:
+  papermill's run times, its ``input_path`` / ``output_path``, widget state;
+- the random id papermill gives its injected-parameters cell (it becomes ``injected-parameters``);
+- progress-bar residue in stream outputs: consecutive streams are merged and carriage returns
+  resolved as a terminal would (nbconvert's ``CoalesceStreamsPreprocessor``), then tqdm's bar
+  lines and the blank lines a closed bar leaves are dropped; widget views (``tqdm.auto`` in a
+  notebook) go, since their state is not kept.
+
+Outputs are kept: printed text, tables, figures (PNG). Numbers a notebook prints about its own
+run time still differ from run to run: they are results of the run, and nothing here guesses
+which printed numbers are which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CoalesceStreamsPreprocessor, Preprocessor
+
+#: Cell metadata an author sets, kept; everything else in a cell's metadata is about the run.
+CELL_METADATA_KEPT = ("tags", "jupyter", "collapsed", "scrolled", "editable", "deletable")
+#: Notebook metadata kept (papermill's entry keeps only the parameters the run was given).
+NOTEBOOK_METADATA_KEPT = ("kernelspec", "language_info", ("papermill", "parameters"))
+#: The id of papermill's injected-parameters cell (papermill draws a random one).
+INJECTED_ID = "injected-parameters"
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+# The end of a tqdm bar: "[00:12<00:03, 41.2it/s]" or "[00:12, 41.2it/s]" (unknown total).
+_TQDM = re.compile(r"\[(\d+:)?\d\d:\d\d(<((\d+:)?\d\d:\d\d|\?))?, [^\]]*(it|s)/(s|it)[^\]]*\]\s*$")
+
+
+class _ClearCellMetadata(ClearMetadataPreprocessor):
+    """nbconvert's metadata filter, applied to markdown and raw cells too (papermill times them all)."""
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        cell.metadata = dict(self.nested_filter(cell.metadata.items(), self.preserve_cell_metadata_mask))
+        if not cell.metadata.get("tags", True):
+            del cell.metadata["tags"]  # papermill adds an empty list to every cell
+        return cell, resources
+
+
+class _RunResidue(Preprocessor):
+    """The injected cell's random id, progress-bar lines, widget views."""
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        if INJECTED_ID in cell.metadata.get("tags", []) and "id" in cell:
+            cell.id = INJECTED_ID
+        if cell.cell_type != "code":
+            return cell, resources
+        outputs = []
+        for out in cell.outputs:
+            if out.output_type == "stream":
+                out.text = _without_progress(out.text)
+                if not out.text:
+                    continue
+            elif WIDGET_MIME in out.get("data", {}):
+                continue
+            outputs.append(out)
+        cell.outputs = outputs
+        return cell, resources
+
+
+def _without_progress(text: str) -> str:
+    """Drop tqdm bar lines and what a cleared bar leaves (blank text after a carriage return, or a
+    blank fragment with no newline at the end); carriage returns left are resolved as a terminal
+    shows them; every other line is kept as it is."""
+    kept = []
+    for line in re.findall(r"[^\n]*\n|[^\n]+$", text):  # (str.splitlines would split at "\r" too)
+        visible = line.rstrip("\r\n")
+        newline = "\n" if line.endswith("\n") else ""
+        has_cr = "\r" in line
+        if "\r" in visible:  # a terminal shows the last text written after a carriage return
+            visible = next((part for part in reversed(visible.split("\r")) if part), "")
+        if not visible.strip() and (has_cr or not newline):
+            continue
+        if _TQDM.search(visible):
+            continue
+        kept.append(visible + newline if has_cr else line)
+    return "".join(kept)
+
+
+def clean_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Return a copy of the executed notebook ``nb`` without what changes from run to run."""
+    nb = nbformat.from_dict(nb)  # a deep copy; ``nb`` itself is left as it was
+    resources: dict = {}
+    for pre in (
+        CoalesceStreamsPreprocessor(),
+        _ClearCellMetadata(
+            clear_cell_metadata=True,
+            clear_notebook_metadata=True,
+            preserve_cell_metadata_mask=set(CELL_METADATA_KEPT),
+            preserve_nb_metadata_mask=set(NOTEBOOK_METADATA_KEPT),
+        ),
+        _RunResidue(),
+    ):
+        nb, resources = pre.preprocess(nb, resources)
+    return nbformat.from_dict(nb)  # the metadata filter leaves plain dicts
+
+
+def volatile_fields(nb: nbformat.NotebookNode) -> list[str]:
+    """Where ``nb`` still holds something that changes from run to run, one line per finding
+    (empty for a clean notebook)."""
+    found = []
+    allowed_nb = {k if isinstance(k, str) else k[0] for k in NOTEBOOK_METADATA_KEPT}
+    found += [f"notebook metadata {k!r}" for k in nb.metadata if k not in allowed_nb]
+    found += [f"notebook metadata papermill.{k}" for k in nb.metadata.get("papermill", {}) if k != "parameters"]
+    for i, cell in enumerate(nb.cells):
+        where = f"cell {i}"
+        found += [f"{where}: metadata {k!r}" for k in cell.metadata if k not in CELL_METADATA_KEPT]
+        if INJECTED_ID in cell.metadata.get("tags", []) and cell.get("id", INJECTED_ID) != INJECTED_ID:
+            found.append(f"{where}: injected-parameters cell has the random id {cell.id!r}")
+        for j, out in enumerate(cell.get("outputs", [])):
+            if out.output_type == "stream" and _without_progress(out.text) != out.text:
+                found.append(f"{where}, output {j}: progress-bar residue in {out.name}")
+            if WIDGET_MIME in out.get("data", {}):
+                found.append(f"{where}, output {j}: widget view")
+    return found
+
+
+def clean_file(src: str | Path, dest: str | Path) -> Path:
+    """Read the executed notebook ``src``, clean it and write it to ``dest`` (``src`` is kept)."""
+    nb = clean_notebook(nbformat.read(src, as_version=4))
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, dest)
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="+", type=Path, help="executed notebooks")
+    parser.add_argument("--out-dir", type=Path, help="write the cleaned copies here (default: in place)")
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if any notebook is not clean")
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.notebooks if not p.is_file()]
+    if missing:
+        parser.error(f"notebooks={missing} do not exist")
+    if args.check:
+        dirty = {p: volatile_fields(nbformat.read(p, as_version=4)) for p in args.notebooks}
+        for path, found in dirty.items():
+            for line in found:
+                print(f"{path}: {line}", file=sys.stderr)
+        return 1 if any(dirty.values()) else 0
+    for path in args.notebooks:
+        print(clean_file(path, (args.out_dir or path.parent) / path.name))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
