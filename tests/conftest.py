@@ -34,6 +34,21 @@ def run_notebook():
 
 
 @pytest.fixture
+def fails_cleanly(run_notebook):
+    """Run a notebook that must fail: its error contains ``message`` and it leaves no result file
+    and no figure behind."""
+    import papermill as pm
+
+    def check(nb, tmp, message: str, **params) -> None:
+        with pytest.raises(pm.PapermillExecutionError) as info:
+            run_notebook(nb, tmp, **params)
+        assert message in str(info.value)
+        assert not (tmp / "results").exists() and not (tmp / "figures").exists()
+
+    return check
+
+
+@pytest.fixture
 def jpeg_tree():
     """Write a tiny CIFAR-10 tree in ImageFolder layout under ``root/cifar-10-jpeg``: class c's
     images are a flat grey of brightness c * 20 (so a label can be read back from its image)."""

@@ -5,7 +5,6 @@
 
 from pathlib import Path
 
-import papermill as pm
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +25,5 @@ def test_two_smoke_runs_with_the_same_seeds_write_identical_results(run_notebook
         (dict(truncations=[0]), "truncations=[0] is invalid"),
     ],
 )
-def test_bad_parameters_fail_clearly_and_leave_nothing_behind(run_notebook, tmp_path, params, message):
-    with pytest.raises(pm.PapermillExecutionError) as info:
-        run_notebook(NB05, tmp_path, **params)
-    assert message in str(info.value)
-    assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
+def test_bad_parameters_fail_clearly_and_leave_nothing_behind(fails_cleanly, tmp_path, params, message):
+    fails_cleanly(NB05, tmp_path, message, **params)

@@ -6,7 +6,6 @@
 import json
 from pathlib import Path
 
-import papermill as pm
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,17 +35,11 @@ def test_two_smoke_runs_with_the_same_seeds_write_identical_results(run_notebook
         (dict(profile="laptop"), "profile='laptop' is unknown"),
     ],
 )
-def test_bad_parameters_fail_clearly_and_leave_nothing_behind(run_notebook, tmp_path, params, message):
-    with pytest.raises(pm.PapermillExecutionError) as info:
-        run_notebook(NB06, tmp_path, **params)
-    assert message in str(info.value)
-    assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
+def test_bad_parameters_fail_clearly_and_leave_nothing_behind(fails_cleanly, tmp_path, params, message):
+    fails_cleanly(NB06, tmp_path, message, **params)
 
 
-def test_missing_data_offline_fails_with_the_instructions(run_notebook, tmp_path, monkeypatch):
+def test_missing_data_offline_fails_with_the_instructions(fails_cleanly, tmp_path, monkeypatch):
     monkeypatch.setenv("DNI_OFFLINE", "1")
     monkeypatch.setenv("DNI_DATA_DIR", str(tmp_path / "empty"))
-    with pytest.raises(pm.PapermillExecutionError) as info:
-        run_notebook(NB06, tmp_path, dataset="ptb")
-    assert "DNI_OFFLINE is set" in str(info.value)
-    assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
+    fails_cleanly(NB06, tmp_path, "DNI_OFFLINE is set", dataset="ptb")

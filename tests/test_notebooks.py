@@ -6,7 +6,6 @@
 import json
 from pathlib import Path
 
-import papermill as pm
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,11 +30,8 @@ def test_two_smoke_runs_with_the_same_seed_write_identical_results(run_notebook,
         (dict(depths=[0]), "depths=[0] is invalid"),
     ],
 )
-def test_bad_parameters_fail_clearly_and_leave_nothing_behind(run_notebook, tmp_path, params, message):
-    with pytest.raises(pm.PapermillExecutionError) as info:
-        run_notebook(NB01, tmp_path, **params)
-    assert message in str(info.value)
-    assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
+def test_bad_parameters_fail_clearly_and_leave_nothing_behind(fails_cleanly, tmp_path, params, message):
+    fails_cleanly(NB01, tmp_path, message, **params)
 
 
 @pytest.mark.parametrize("nb", [NB03, NB04])
@@ -55,11 +51,8 @@ def test_async_and_unlock_notebooks_write_identical_results_with_the_same_seed(r
         (NB04, dict(dataset="imagenet"), "dataset='imagenet' is unknown"),
     ],
 )
-def test_bad_parameters_of_notebooks_03_and_04_fail_clearly_and_leave_nothing_behind(run_notebook, tmp_path, nb, params, message):
-    with pytest.raises(pm.PapermillExecutionError) as info:
-        run_notebook(nb, tmp_path, **params)
-    assert message in str(info.value)
-    assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
+def test_bad_parameters_of_notebooks_03_and_04_fail_clearly_and_leave_nothing_behind(fails_cleanly, tmp_path, nb, params, message):
+    fails_cleanly(nb, tmp_path, message, **params)
 
 
 def test_notebook_02_smoke_is_deterministic_and_labelled_synthetic(run_notebook, tmp_path):
@@ -90,8 +83,5 @@ def test_notebook_02_on_an_image_folder_says_which_data_it_used(run_notebook, tm
         (dict(depths=[0]), "depths=[0] is invalid"),
     ],
 )
-def test_notebook_02_bad_parameters_fail_clearly_and_leave_nothing_behind(run_notebook, tmp_path, params, message):
-    with pytest.raises(pm.PapermillExecutionError) as info:
-        run_notebook(NB02, tmp_path, **params)
-    assert message in str(info.value)
-    assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
+def test_notebook_02_bad_parameters_fail_clearly_and_leave_nothing_behind(fails_cleanly, tmp_path, params, message):
+    fails_cleanly(NB02, tmp_path, message, **params)
