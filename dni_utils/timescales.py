@@ -134,6 +134,7 @@ class WindowStats:
     own_correct: int  # A's correct answers in the window (over ticks and streams)
     b_correct: int  # B's correct counts (over streams)
     synth_loss: float = float("nan")  # mean synthesizer loss over the window's T targets
+    synth_cos: float = float("nan")  # mean cosine between each injected δ̂_t and its target δ_t
     a_steps: list[int] = field(default_factory=list)  # ticks (0-based, within the window) after which A stepped
     targets: list[torch.Tensor] = field(default_factory=list)  # the gradient each message received from B
 
@@ -156,7 +157,7 @@ def train_window(system: TimescaleSystem, x: torch.Tensor, digits: torch.Tensor,
     s_a = a.initial_state(batch) if system.state_a is None else system.state_a.detach()
     s_b = b.initial_state(batch) if system.state_b is None else system.state_b.detach()
     own_y = own_labels(digits)
-    messages, total, own_loss, own_correct, a_steps = [], 0.0, 0.0, 0, []
+    messages, contexts, total, own_loss, own_correct, a_steps = [], [], 0.0, 0.0, 0, []
     for t in range(period):
         own, m, s_a = a(x[t], s_a)
         loss_t = F.cross_entropy(own, own_y[t], reduction="sum")  # summed over the streams
@@ -167,6 +168,7 @@ def train_window(system: TimescaleSystem, x: torch.Tensor, digits: torch.Tensor,
             messages.append(m)
             continue
         context = F.one_hot(digits[t], N_DIGITS).float() if method == "cdni" else None
+        contexts.append(context)
         (loss_t + interface.inject(m, context)).backward()  # ∂/∂m_t = scale · δ̂_t (zero when off)
         _step(system.opt_a, step)
         a_steps.append(t)
@@ -184,6 +186,10 @@ def train_window(system: TimescaleSystem, x: torch.Tensor, digits: torch.Tensor,
                         int((logits.argmax(1) == counts).sum()), a_steps=a_steps)
     if method in ("dni", "cdni"):  # each message's true gradient trains the prediction made for it
         stats.targets = [m.grad.detach().clone() for m in messages]
+        with torch.no_grad():  # the synthesizer has not stepped since the window began: these are the injected δ̂_t
+            cos = [F.cosine_similarity(interface.synthetic_gradient(m, c), g, dim=1).mean()
+                   for m, c, g in zip(messages, contexts, stats.targets)]
+        stats.synth_cos = torch.stack(cos).mean().item()
         stats.synth_loss = sum(interface.update(g) for g in stats.targets) / period
     system.state_a, system.state_b = s_a.detach(), s_b.detach()
     return stats
@@ -320,7 +326,7 @@ def train_timescales(cfg: TimescaleConfig, data: TimescaleData, progress: bool =
     x_test, y_test = test_stream(data, cfg)
     run = TimescaleRun(config=cfg, timeline={"A": [], "B": [], "synthesizer": []})
     counts = {"a_updates": 0, "b_updates": 0, "synth_updates": 0}
-    acc = {"own_loss": [], "b_loss": [], "synth_loss": []}
+    acc = {"own_loss": [], "b_loss": [], "synth_loss": [], "synth_cos": []}
     system.train()
     windows = cfg.ticks // cfg.period
     bar = tqdm(range(1, windows + 1), desc=desc or cfg.method, disable=not progress, mininterval=5, leave=False)

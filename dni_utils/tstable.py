@@ -52,7 +52,7 @@ def curves_frame(runs: dict[Key, TimescaleRun]) -> pd.DataFrame:
     against A's updates."""
     return pd.DataFrame([
         {"method": TIMESCALE_LABELS[m], "T": t, "seed": s, "ticks": h["tick"], "A's updates": h["a_updates"],
-         "B accuracy": h["acc_b"], "A accuracy": h["acc_a"]}
+         "B accuracy": h["acc_b"], "A accuracy": h["acc_a"], "synthesizer cosine": h["synth_cos"]}
         for (m, t, s), run in runs.items() for h in run.history
     ])
 
@@ -88,7 +88,9 @@ def table(runs: dict[Key, TimescaleRun], fraction: float) -> pd.DataFrame:
                          "reached": f"{len(got)}/{len(reached)}",
                          "ticks to target": mean_sd(got)[0] if got else None,
                          "ticks sd": mean_sd(got)[1] if got else None,
-                         "final B acc": fb[0], "final B sd": fb[1], "final A acc": fa[0]})
+                         "final B acc": fb[0], "final B sd": fb[1], "final A acc": fa[0],
+                         "final synth cos": (mean_sd([r.history[-1]["synth_cos"] for r in cell])[0]
+                                             if cell[0].history[-1]["synth_cos"] is not None else None)})
     return pd.DataFrame(rows)
 
 

@@ -106,19 +106,24 @@ def _grads(module):
     return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in module.parameters()]
 
 
+def _exact_synthesizer(x, digits):
+    """A stateless A, a B and a synthesizer that returns, for each message of the window, the
+    gradient B's loss gives it (computed here by one backward pass through B)."""
+    torch.manual_seed(0)
+    a, b = StatelessA(x.shape[2]), RecordingB(x.shape[0])
+    msgs = [a(x[t], None)[1].detach().requires_grad_() for t in range(x.shape[0])]
+    logits, _ = b(torch.cat(msgs, 1), b.initial_state(x.shape[1]))
+    F.cross_entropy(logits, window_labels(digits), reduction="sum").backward()
+    b.zero_grad()
+    return a, b, Lookup([(m.detach(), m.grad.clone()) for m in msgs])
+
+
 def test_with_an_exact_synthesizer_a_receives_the_bptt_gradient():
     """Accumulated over a window (no optimiser step), A's gradient from its own losses and the
     injected δ̂_t equals BPTT's when δ̂_t is the gradient B's loss gives each message."""
     period = 3
     x, digits = _window(period)
-    torch.manual_seed(0)
-    a, b = StatelessA(5), RecordingB(period)
-    # the true gradient of B's loss with respect to each message
-    msgs = [a(x[t], None)[1].detach().requires_grad_() for t in range(period)]
-    logits, _ = b(torch.cat(msgs, 1), b.initial_state(4))
-    F.cross_entropy(logits, window_labels(digits), reduction="sum").backward()
-    exact = Lookup([(m.detach(), m.grad.clone()) for m in msgs])
-    b.zero_grad()
+    a, b, exact = _exact_synthesizer(x, digits)
 
     bptt = _system(a, b, "bptt")
     train_window(bptt, x, digits, step=False)
@@ -222,3 +227,17 @@ def test_the_real_networks_build_for_every_method():
 def test_bad_configs_name_the_field(kw, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         TimescaleConfig(**kw).validate()
+
+
+def test_the_recorded_cosine_is_that_of_the_injected_prediction_and_its_target():
+    period = 3
+    x, digits = _window(period)
+    a, b, exact = _exact_synthesizer(x, digits)
+    assert train_window(_system(a, b, "dni", synth=exact), x, digits, step=False).synth_cos == pytest.approx(1.0)
+
+    class Opposite(nn.Module):
+        def forward(self, trigger, context=None):
+            return -exact(trigger)
+
+    a.zero_grad(), b.zero_grad()
+    assert train_window(_system(a, b, "dni", synth=Opposite()), x, digits, step=False).synth_cos == pytest.approx(-1.0)
