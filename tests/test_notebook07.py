@@ -1,0 +1,45 @@
+"""Notebook 07 (two networks at two timescales): determinism and clean failure on bad parameters.
+
+(Its own cells, checks included, run under nbval at the smoke profile: `make test`.)
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NB07 = ROOT / "notebooks" / "07_two_timescales.ipynb"
+
+
+def test_two_smoke_runs_with_the_same_seeds_write_identical_results(run_notebook, tmp_path):
+    a = run_notebook(NB07, tmp_path / "a", methods=["bptt", "dni"], workers=2)
+    b = run_notebook(NB07, tmp_path / "b", methods=["bptt", "dni"], workers=1)
+    # the same bytes but for the workers parameter itself: the numbers do not depend on it
+    assert a.read_text().replace('"workers": 2', '"workers": 1') == b.read_text()
+    result = json.loads(a.read_text())
+    assert result["data"]["reduced"] and set(result["claims"]) == {
+        f"dni_{c}_at_T{t}" for c in ("reaches_target_sooner_than_bptt", "within_margin_of_bptt") for t in (2, 4)}
+    assert result["runs"]["bptt-T4-seed0"]["timeline"]["A"] == [3, 7, 11]
+    assert sorted(p.name for p in (tmp_path / "a" / "figures").iterdir()) == [
+        "07_two_timescales_curves.smoke.pdf", "07_two_timescales_curves.smoke.png",
+        "07_two_timescales_updates.smoke.pdf", "07_two_timescales_updates.smoke.png"]
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(dataset="cifar10"), "dataset='cifar10' is unknown here"),
+        (dict(methods=["bptt", "rtrl"]), "methods=['bptt', 'rtrl'] is invalid"),
+        (dict(periods=[0]), "periods=[0] is invalid"),
+        (dict(periods=[5]), "ticks=48 is invalid: expected a multiple of the period T=5"),
+    ],
+)
+def test_bad_parameters_fail_clearly_and_leave_nothing_behind(fails_cleanly, tmp_path, params, message):
+    fails_cleanly(NB07, tmp_path, message, **params)
+
+
+def test_missing_data_offline_fails_with_the_instructions(fails_cleanly, tmp_path, monkeypatch):
+    monkeypatch.setenv("DNI_OFFLINE", "1")
+    monkeypatch.setenv("DNI_DATA_DIR", str(tmp_path / "empty"))
+    fails_cleanly(NB07, tmp_path, "DNI_OFFLINE is set", dataset="mnist")
