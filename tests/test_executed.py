@@ -45,8 +45,11 @@ def _execute(tmp: Path) -> nbformat.NotebookNode:
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
-    """The demo notebook executed twice by papermill, as ``make figures`` would."""
-    return [_execute(tmp_path_factory.mktemp(name)) for name in ("a", "b")]
+    """The demo notebook executed twice by papermill, as ``make figures`` would: without the Agg
+    backend that ``make test`` exports (the kernel then picks its inline one)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MPLBACKEND", raising=False)
+        return [_execute(tmp_path_factory.mktemp(name)) for name in ("a", "b")]
 
 
 def test_an_executed_notebook_carries_volatile_fields_and_cleaning_removes_every_one(executed):
