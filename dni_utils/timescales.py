@@ -17,6 +17,8 @@ methods differ only in how B's error reaches A:
 - ``dni``: A updates every tick, from its own loss plus ``scale · δ̂_t``, the synthesizer's
   prediction of ∂L_B/∂m_t injected at its message (``inject``). When B ticks, the gradient that
   reaches each of the ``T`` messages is the regression target of the prediction made for it.
+- ``dni_state``: as ``dni``, the synthesizer also reads A's hidden state h_t as context (no label:
+  everything A knows at tick t, of which the message is a 16-unit read-out).
 - ``cdni``: as ``dni``, the synthesizer also reads the digit's label (one-hot) as context.
 - ``none`` (No B signal): as ``dni`` with the interface off: A learns from its own task only; B
   still learns to read whatever A sends. The lower bound that shows the interface matters.
@@ -41,8 +43,10 @@ from .interfaces import BackwardInterface
 from .rnn import DivergenceError
 from .synthesizers import MLPSynthesizer
 
-TIMESCALE_METHODS = ("bptt", "dni", "cdni", "none")
-TIMESCALE_LABELS = {"bptt": "BPTT", "dni": "DNI", "cdni": "cDNI", "none": "No B signal"}
+TIMESCALE_METHODS = ("bptt", "dni", "dni_state", "cdni", "none")
+TIMESCALE_LABELS = {"bptt": "BPTT", "dni": "DNI", "dni_state": "DNI, synthesizer reads A's state", "cdni": "cDNI",
+                    "none": "No B signal"}
+SYNTHETIC = ("dni", "dni_state", "cdni")  # the methods whose A learns from a synthetic gradient
 N_DIGITS = 10
 LARGE = 5  # B counts the digits >= LARGE
 
@@ -167,7 +171,8 @@ def train_window(system: TimescaleSystem, x: torch.Tensor, digits: torch.Tensor,
             total = total + loss_t
             messages.append(m)
             continue
-        context = F.one_hot(digits[t], N_DIGITS).float() if method == "cdni" else None
+        context = (F.one_hot(digits[t], N_DIGITS).float() if method == "cdni"
+                   else s_a[:, : a.hidden].detach() if method == "dni_state" else None)
         contexts.append(context)
         (loss_t + interface.inject(m, context)).backward()  # ∂/∂m_t = scale · δ̂_t (zero when off)
         _step(system.opt_a, step)
@@ -184,7 +189,7 @@ def train_window(system: TimescaleSystem, x: torch.Tensor, digits: torch.Tensor,
         a_steps.append(period - 1)
     stats = WindowStats(own_loss / (period * batch), b_loss.item() / batch, own_correct,
                         int((logits.argmax(1) == counts).sum()), a_steps=a_steps)
-    if method in ("dni", "cdni"):  # each message's true gradient trains the prediction made for it
+    if method in SYNTHETIC:  # each message's true gradient trains the prediction made for it
         stats.targets = [m.grad.detach().clone() for m in messages]
         with torch.no_grad():  # the synthesizer has not stepped since the window began: these are the injected δ̂_t
             cos = [F.cosine_similarity(interface.synthetic_gradient(m, c), g, dim=1).mean()
@@ -244,7 +249,7 @@ class TimescaleData:
 
 @dataclass
 class TimescaleConfig:
-    method: str = "dni"  # bptt | dni | cdni | none
+    method: str = "dni"  # bptt | dni | dni_state | cdni | none
     period: int = 4  # T: B ticks every T ticks of A
     ticks: int = 20_000  # training budget in ticks (a multiple of T)
     batch_size: int = 32  # streams side by side
@@ -301,9 +306,9 @@ def build_system(cfg: TimescaleConfig, in_features: int) -> TimescaleSystem:
     torch.manual_seed(cfg.seed)
     a = NetworkA(in_features, cfg.encoder, cfg.hidden_a, cfg.message)
     b = NetworkB(cfg.period, cfg.message, cfg.hidden_b)
-    context = N_DIGITS if cfg.method == "cdni" else 0
+    context = {"cdni": N_DIGITS, "dni_state": cfg.hidden_a}.get(cfg.method, 0)
     synth = MLPSynthesizer(cfg.message, cfg.synth_hidden_layers, cfg.synth_hidden, context)
-    mode = "dni" if cfg.method in ("dni", "cdni") else "off"
+    mode = "dni" if cfg.method in SYNTHETIC else "off"
     interface = BackwardInterface(synth, lr=cfg.synth_lr, scale=cfg.grad_scale, mode=mode)
     opt_a = torch.optim.Adam(a.parameters(), lr=cfg.lr)
     opt_b = torch.optim.Adam(b.parameters(), lr=cfg.lr)
@@ -384,7 +389,8 @@ TIMESCALE_PROFILES: dict[str, dict] = {
         assert_claims=["cdni_within_margin_of_bptt_at_T2", "cdni_within_margin_of_bptt_at_T4",
                        "cdni_within_margin_of_bptt_at_T8", "no_b_signal_far_worse_at_T2",
                        "no_b_signal_far_worse_at_T4", "no_b_signal_far_worse_at_T8",
-                       "cdni_reaches_target_sooner_than_bptt_at_T4"],
+                       "cdni_reaches_target_sooner_than_bptt_at_T4", "dni_state_beats_dni_at_T4",
+                       "dni_state_beats_dni_at_T8"],
     ),
     "paper": dict(
         dataset="mnist", periods=[2, 4, 8, 16], methods=list(TIMESCALE_METHODS), seeds=[0, 1, 2], ticks=200_000,

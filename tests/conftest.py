@@ -34,6 +34,20 @@ def run_notebook():
 
 
 @pytest.fixture
+def same_results_for_any_workers(run_notebook):
+    """Run a notebook with ``workers=2`` and ``workers=1`` (into ``tmp/a`` and ``tmp/b``); assert the
+    result files are the same bytes but for the workers parameter itself, and return the first."""
+
+    def check(nb, tmp, **params):
+        a = run_notebook(nb, tmp / "a", workers=2, **params)
+        b = run_notebook(nb, tmp / "b", workers=1, **params)
+        assert a.read_text().replace('"workers": 2', '"workers": 1') == b.read_text()
+        return a
+
+    return check
+
+
+@pytest.fixture
 def fails_cleanly(run_notebook):
     """Run a notebook that must fail: its error contains ``message`` and it leaves no result file
     and no figure behind."""

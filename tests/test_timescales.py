@@ -10,7 +10,7 @@ from torch import nn
 from dni_utils.interfaces import BackwardInterface
 from dni_utils.synthesizers import MLPSynthesizer
 from dni_utils.timescales import (
-    TimescaleConfig, TimescaleData, TimescaleSystem, build_system, evaluate, own_labels, train_timescales,
+    SYNTHETIC, TIMESCALE_METHODS, TimescaleConfig, TimescaleData, TimescaleSystem, build_system, evaluate, own_labels, train_timescales,
     train_window, window_labels,
 )
 
@@ -56,25 +56,32 @@ class RecordingB(nn.Module):
 
 
 class TickA(StatelessA):
-    """A whose message is its input itself (the tick number, as a pixel), and which counts its ticks."""
+    """A whose message is its input itself (the tick number, as a pixel), and which counts its ticks
+    (its "hidden state", of one unit)."""
+
+    hidden = 1
 
     def forward(self, x, s):
         return self.own(x.flatten(1)), x.flatten(1).clone(), s + 1
 
 
+def _context_features(method, a):
+    return {"cdni": 10, "dni_state": getattr(a, "hidden", 0)}.get(method, 0)
+
+
 def _system(a, b, method, synth=None, period=2, scale=1.0):
-    synth = synth or MLPSynthesizer(3, context_features=10 if method == "cdni" else 0)
-    mode = "dni" if method in ("dni", "cdni") else "off"
+    synth = synth or MLPSynthesizer(3, context_features=_context_features(method, a))
+    mode = "dni" if method in SYNTHETIC else "off"
     interface = BackwardInterface(synth, lr=1e-3, scale=scale, mode=mode)
     return TimescaleSystem(a, b, interface, torch.optim.SGD(a.parameters(), lr=0.1),
                            torch.optim.SGD(b.parameters(), lr=0.1), method)
 
 
-@pytest.mark.parametrize("method", ["bptt", "dni", "cdni", "none"])
+@pytest.mark.parametrize("method", TIMESCALE_METHODS)
 def test_b_ticks_every_t_ticks_and_reads_exactly_the_messages_since_its_last_tick(method):
     period, batch = 3, 2
     a, b = TickA(1, message=1), RecordingB(period, message=1)
-    system = _system(a, b, method, MLPSynthesizer(1, context_features=10 if method == "cdni" else 0), period)
+    system = _system(a, b, method, MLPSynthesizer(1, context_features=_context_features(method, a)), period)
     ticks = torch.arange(4 * period, dtype=torch.float32)  # the stream: tick k shows the "digit image" k
     for w in range(4):
         x = ticks[w * period : (w + 1) * period].view(period, 1, 1).expand(period, batch, 1)
@@ -205,12 +212,12 @@ def test_update_schedule_of_a_run_and_determinism():
 
 
 def test_the_real_networks_build_for_every_method():
-    for method in ("bptt", "dni", "cdni", "none"):
+    for method in TIMESCALE_METHODS:
         system = build_system(TimescaleConfig(method=method, period=2, ticks=4, eval_every=2, encoder=4, hidden_a=3,
                                               message=2, hidden_b=3), in_features=6)
         stats = train_window(system, torch.rand(2, 5, 6), torch.randint(10, (2, 5)))
         assert stats.a_steps == ([1] if method == "bptt" else [0, 1])
-        assert system.interface.mode == ("dni" if method in ("dni", "cdni") else "off")
+        assert system.interface.mode == ("dni" if method in SYNTHETIC else "off")
 
 
 @pytest.mark.parametrize(
@@ -241,3 +248,17 @@ def test_the_recorded_cosine_is_that_of_the_injected_prediction_and_its_target()
 
     a.zero_grad(), b.zero_grad()
     assert train_window(_system(a, b, "dni", synth=Opposite()), x, digits, step=False).synth_cos == pytest.approx(-1.0)
+
+
+def test_dni_state_gives_the_synthesizer_a_s_hidden_state_after_the_tick():
+    seen = []
+
+    class Spy(nn.Module):
+        def forward(self, trigger, context=None):
+            seen.append(context.clone())
+            return torch.zeros_like(trigger)
+
+    a, b = TickA(1, message=1), RecordingB(2, message=1)
+    x = torch.arange(2, dtype=torch.float32).view(2, 1, 1)
+    train_window(_system(a, b, "dni_state", synth=Spy()), x, torch.zeros(2, 1, dtype=torch.long))
+    assert [c.tolist() for c in seen[:2]] == [[[1.0]], [[2.0]]]  # TickA's state counts its ticks
