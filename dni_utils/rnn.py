@@ -57,9 +57,10 @@ def check_methods(methods: list[str]) -> list[str]:
     return list(methods)
 
 
-def check_truncations(truncations: list[int]) -> list[int]:
+def check_truncations(truncations: list[int], name: str = "truncations") -> list[int]:
+    """A non-empty list of positive integers (truncation lengths, or periods); the error names ``name``."""
     if not truncations or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 1 for t in truncations):
-        raise ValueError(f"truncations={truncations!r} is invalid: expected a non-empty list of positive integers")
+        raise ValueError(f"{name}={truncations!r} is invalid: expected a non-empty list of positive integers")
     return list(truncations)
 
 

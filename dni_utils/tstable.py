@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .rnn import check_truncations
 from .runner import train_many
 from .stats import clearly_above, mean_sd, seed_summary
 from .timescales import (
@@ -20,12 +21,6 @@ _CONFIG_KEYS = (
 Key = tuple[str, int, int]  # (method, T, seed)
 
 
-def check_periods(periods: list[int]) -> list[int]:
-    if not periods or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 1 for t in periods):
-        raise ValueError(f"periods={periods!r} is invalid: expected a non-empty list of positive integers")
-    return list(periods)
-
-
 def configs(settings: dict, seeds: list[int]) -> dict[Key, TimescaleConfig]:
     """Every run's configuration, validated before the first one starts."""
     values = {k: settings[k] for k in _CONFIG_KEYS}
@@ -34,7 +29,7 @@ def configs(settings: dict, seeds: list[int]) -> dict[Key, TimescaleConfig]:
         if not 0 < settings[name] <= 1:
             raise ValueError(f"{name}={settings[name]!r} is invalid: expected a number in (0, 1]")
     return {(m, t, s): TimescaleConfig(method=m, period=t, seed=s, **values).validate()
-            for t in check_periods(settings["periods"]) for m in methods for s in seeds}
+            for t in check_truncations(settings["periods"], "periods") for m in methods for s in seeds}
 
 
 def run_grid(settings: dict, data: TimescaleData, seeds: list[int], progress: bool = True,
