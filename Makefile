@@ -1,6 +1,7 @@
 # make test      set up .venv (first time) and run the unit tests and every notebook at the smoke profile
 # make figures   run every notebook through papermill (PROFILE=smoke|cpu|paper, default cpu), then the README;
-#                at cpu the executed notebooks are also kept, cleaned, under executed/
+#                at cpu the executed notebooks are also kept, cleaned, under executed/;
+#                CIFAR10=cifar10-jpeg runs notebook 02 on the JPEG-folder copy of CIFAR-10
 # make bench     time Bprop / DNI / cDNI training steps
 # make readme    regenerate the README's results table and notebook index from results/ and notebooks/
 # make exercises generate each course exercise notebook from its solution (notebooks/course/)
@@ -9,6 +10,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PROFILE ?= cpu
+CIFAR10 ?=
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 COURSE := $(sort $(wildcard notebooks/course/*_solution.ipynb))
@@ -48,8 +50,9 @@ figures: venv
 	@mkdir -p build/$(PROFILE)
 	@failed=""; for nb in $(NOTEBOOKS); do \
 	  out="build/$(PROFILE)/$$(basename $$nb)"; \
-	  echo "== $$nb (profile $(PROFILE))"; \
-	  if $(VENV)/bin/papermill "$$nb" "$$out" --cwd notebooks -p profile $(PROFILE); then \
+	  extra=""; case "$$nb" in *02_ff_cifar10*) [ -z "$(CIFAR10)" ] || extra="-p dataset $(CIFAR10)";; esac; \
+	  echo "== $$nb (profile $(PROFILE)) $$extra"; \
+	  if $(VENV)/bin/papermill "$$nb" "$$out" --cwd notebooks -p profile $(PROFILE) $$extra; then \
 	    if [ "$(PROFILE)" = cpu ]; then $(PY) -m dni_utils.executed "$$out" --out-dir $(EXECUTED) || failed="$$failed $$nb"; fi; \
 	  else failed="$$failed $$nb"; fi; \
 	done; \

@@ -19,9 +19,13 @@ and data rewrites the same bytes:
   lines and the blank lines a closed bar leaves are dropped; widget views (``tqdm.auto`` in a
   notebook) go, since their state is not kept.
 
-Outputs are kept: printed text, tables, figures (PNG). Numbers a notebook prints about its own
-run time still differ from run to run: they are results of the run, and nothing here guesses
-which printed numbers are which.
+- wall-clock measurements, which a notebook marks as such: a printed line that starts with
+  ``wall-clock:`` (``wall_clock`` prints them) keeps its prefix, and the rest becomes a fixed
+  note; a code cell tagged ``wall-clock`` (a figure or table in seconds) keeps its source, and its
+  outputs become one fixed note. The numbers are in the notebook's own run (``build/<profile>/``).
+
+Everything else is kept: printed text, tables, figures (PNG). Nothing here guesses which printed
+numbers are times: a notebook that prints one without the mark leaves a copy that changes.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -41,6 +46,22 @@ NOTEBOOK_METADATA_KEPT = ("kernelspec", "language_info", ("papermill", "paramete
 #: The id of papermill's injected-parameters cell (papermill draws a random one).
 INJECTED_ID = "injected-parameters"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+#: The start of a printed line that reports a wall-clock time, and the tag of a cell whose outputs are in seconds.
+WALL_CLOCK = "wall-clock:"
+WALL_CLOCK_TAG = "wall-clock"
+#: What stands for a wall-clock measurement in an executed copy: in a printed line, and for a tagged cell's outputs.
+WALL_CLOCK_NOTE = "(the seconds are not kept in the executed copy: they change from run to run)"
+WALL_CLOCK_CELL_NOTE = "this output is in seconds and is not kept in the executed copy (it changes from run to run)"
+
+
+def wall_clock(what: str, since: float) -> None:
+    """Print how long ``what`` took since ``time.perf_counter()`` read ``since``, on a line that
+    executed copies keep without its number: ``wall-clock: 24 runs in 576 s``."""
+    print(f"{WALL_CLOCK} {what} in {time.perf_counter() - since:.0f} s")
+
+
+def _wall_clock_note() -> nbformat.NotebookNode:
+    return nbformat.v4.new_output("stream", name="stdout", text=f"{WALL_CLOCK} {WALL_CLOCK_CELL_NOTE}\n")
 
 # The end of a tqdm bar: "[00:12<00:03, 41.2it/s]" or "[00:12, 41.2it/s]" (unknown total).
 _TQDM = re.compile(r"\[(\d+:)?\d\d:\d\d(<((\d+:)?\d\d:\d\d|\?))?, [^\]]*(it|s)/(s|it)[^\]]*\]\s*$")
@@ -57,17 +78,20 @@ class _ClearCellMetadata(ClearMetadataPreprocessor):
 
 
 class _RunResidue(Preprocessor):
-    """The injected cell's random id, progress-bar lines, widget views."""
+    """The injected cell's random id, progress-bar lines, widget views, wall-clock numbers."""
 
     def preprocess_cell(self, cell, resources, cell_index):
         if INJECTED_ID in cell.metadata.get("tags", []) and "id" in cell:
             cell.id = INJECTED_ID
         if cell.cell_type != "code":
             return cell, resources
+        if WALL_CLOCK_TAG in cell.metadata.get("tags", []):
+            cell.outputs = [_wall_clock_note()] if cell.outputs else []
+            return cell, resources
         outputs = []
         for out in cell.outputs:
             if out.output_type == "stream":
-                out.text = _without_progress(out.text)
+                out.text = _without_wall_clock(_without_progress(out.text))
                 if not out.text:
                     continue
             elif WIDGET_MIME in out.get("data", {}):
@@ -94,6 +118,18 @@ def _without_progress(text: str) -> str:
             continue
         kept.append(visible + newline if has_cr else line)
     return "".join(kept)
+
+
+def _without_wall_clock(text: str) -> str:
+    """A line ``wall-clock: <what> in <N> s`` keeps ``<what>`` and loses the seconds; any other line
+    that starts with ``wall-clock:`` keeps only the prefix; both get the fixed note."""
+    def note(match: re.Match) -> str:
+        if match.group(1).endswith(WALL_CLOCK_NOTE):  # cleaned already
+            return match.group(0)
+        what = re.fullmatch(r"(.*) in [0-9.]+ s", match.group(1))
+        return f"{WALL_CLOCK} {what.group(1) + ' ' if what else ''}{WALL_CLOCK_NOTE}"
+
+    return re.sub(rf"^{re.escape(WALL_CLOCK)} ?(.*)$", note, text, flags=re.MULTILINE)
 
 
 def clean_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -126,9 +162,16 @@ def volatile_fields(nb: nbformat.NotebookNode) -> list[str]:
         found += [f"{where}: metadata {k!r}" for k in cell.metadata if k not in CELL_METADATA_KEPT]
         if INJECTED_ID in cell.metadata.get("tags", []) and cell.get("id", INJECTED_ID) != INJECTED_ID:
             found.append(f"{where}: injected-parameters cell has the random id {cell.id!r}")
-        for j, out in enumerate(cell.get("outputs", [])):
+        outputs = cell.get("outputs", [])
+        if WALL_CLOCK_TAG in cell.metadata.get("tags", []):
+            if outputs and outputs != [_wall_clock_note()]:
+                found.append(f"{where}: outputs of a cell tagged {WALL_CLOCK_TAG!r}")
+            continue
+        for j, out in enumerate(outputs):
             if out.output_type == "stream" and _without_progress(out.text) != out.text:
                 found.append(f"{where}, output {j}: progress-bar residue in {out.name}")
+            if out.output_type == "stream" and _without_wall_clock(out.text) != out.text:
+                found.append(f"{where}, output {j}: a wall-clock time in {out.name}")
             if WIDGET_MIME in out.get("data", {}):
                 found.append(f"{where}, output {j}: widget view")
     return found

@@ -1,6 +1,7 @@
 """Executed copies: cleaning removes what changes from run to run and keeps the outputs."""
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -8,12 +9,15 @@ import papermill as pm
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from dni_utils.executed import INJECTED_ID, WIDGET_MIME, clean_notebook, main, volatile_fields
+from dni_utils.executed import (
+    INJECTED_ID, WALL_CLOCK_CELL_NOTE, WALL_CLOCK_NOTE, WIDGET_MIME, clean_notebook, main, volatile_fields,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # A notebook with what the real ones produce: a parameters cell, printed text, a tqdm bar that is
-# left behind and one that is cleared, a figure drawn with the project's style and shown.
+# left behind and one that is cleared, a figure drawn with the project's style and shown, a run time
+# printed with ``wall_clock`` and a cell tagged ``wall-clock`` whose output is a time.
 _CELLS = [
     new_markdown_cell("# Demo"),
     new_code_cell('steps: int = 3  # parameters', metadata={"tags": ["parameters"]}),
@@ -27,6 +31,11 @@ _CELLS = [
         "import matplotlib.pyplot as plt\nfrom dni_utils.plotting import set_style\nset_style()\n"
         "fig, ax = plt.subplots(figsize=(2, 1.5))\nax.plot([0, 1, 2], [2, 1, 3])\nplt.show()"
     ),
+    new_code_cell(
+        "import time\nfrom dni_utils.executed import wall_clock\nprint('before')\n"
+        "wall_clock(f'{steps} steps', time.perf_counter() - 12.3 * time.time() % 7)\nprint('after')"
+    ),
+    new_code_cell("time.perf_counter()", metadata={"tags": ["wall-clock"]}),
 ]
 
 
@@ -55,7 +64,8 @@ def executed(tmp_path_factory):
 def test_an_executed_notebook_carries_volatile_fields_and_cleaning_removes_every_one(executed):
     raw = executed[0]
     found = "\n".join(volatile_fields(raw))
-    for field in ("papermill", "execution", "widgets", "progress-bar residue", "widget view", "random id"):
+    for field in ("papermill", "execution", "widgets", "progress-bar residue", "widget view", "random id",
+                  "a wall-clock time in stdout", "outputs of a cell tagged 'wall-clock'"):
         assert field in found, f"{field!r} not detected in:\n{found}"
     clean = clean_notebook(raw)
     assert volatile_fields(clean) == []
@@ -80,9 +90,13 @@ def test_cleaning_keeps_the_outputs_and_what_the_author_wrote(executed):
     injected = clean.cells[2]
     assert injected.metadata == {"tags": ["injected-parameters"]} and injected.id == INJECTED_ID
     assert [(o.name, o.text) for o in clean.cells[3].outputs] == [("stdout", "trained 4 steps\n"), ("stderr", "warning: kept\n")]
-    assert [c.execution_count for c in clean.cells if c.cell_type == "code"] == [1, 2, 3, 4]
+    assert [c.execution_count for c in clean.cells if c.cell_type == "code"] == [1, 2, 3, 4, 5, 6]
     images = [o for o in clean.cells[4].outputs if "image/png" in o.get("data", {})]
     assert len(images) == 1, "the figure must be kept (the kernel's inline backend, not Agg)"
+    assert re.fullmatch(r"before\nwall-clock: 4 steps in [0-9]+ s\nafter\n", raw.cells[5].outputs[0].text)
+    assert clean.cells[5].outputs[0].text == f"before\nwall-clock: 4 steps {WALL_CLOCK_NOTE}\nafter\n"
+    assert raw.cells[6].outputs[0].output_type == "execute_result"
+    assert [o.text for o in clean.cells[6].outputs] == [f"wall-clock: {WALL_CLOCK_CELL_NOTE}\n"]
 
 
 def test_two_runs_of_the_same_notebook_clean_to_the_same_bytes(executed):
