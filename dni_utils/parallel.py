@@ -635,11 +635,11 @@ def main(argv: list[str] | None = None) -> int:
         rank = int(os.environ["RANK"])
         if rank == 0:
             args.out.mkdir(parents=True, exist_ok=True)
-            torch.save(cfg, args.out / "config.pt")
+            torch.save(asdict(cfg), args.out / "config.pt")  # a dict: under torchrun this module is __main__
         run_stage(rank, int(os.environ["WORLD_SIZE"]), cfg, settings["dataset"], args.out, "env://")
         return 0
     if args.collect is not None:
-        cfg = torch.load(args.collect / "config.pt", weights_only=False)
+        cfg = ParallelConfig(**torch.load(args.collect / "config.pt"))
         stages = [torch.load(p, weights_only=False) for p in sorted(args.collect.glob("stage*.pt"))]
         run = assemble(cfg, stages, load_dataset(settings["dataset"]))
     else:

@@ -157,3 +157,22 @@ def test_every_profile_builds_valid_configs(profile):
     fields = {k: v for k, v in settings.items() if k in ParallelConfig.__dataclass_fields__}
     for method in settings["methods"]:
         ParallelConfig(method=method, **fields).validate()
+
+
+def test_torchrun_runs_the_same_stages_to_the_same_numbers(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from dni_utils.parallel import assemble
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}  # torchrun's own notice about OMP_NUM_THREADS
+    subprocess.run([str(torchrun), "--nproc-per-node", "2", "-m", "dni_utils.parallel", "--method", "dni",
+                    "--profile", "smoke", "--out", str(tmp_path)], check=True, env=env, timeout=300,
+                   capture_output=True)
+    cfg = ParallelConfig(**torch.load(tmp_path / "config.pt"))
+    stages = [torch.load(tmp_path / f"stage{r}.pt", weights_only=False) for r in range(2)]
+    data = load_dataset(PARALLEL_PROFILES["smoke"]["dataset"])
+    spawned = train_parallel(cfg, "mnist-5k", data, timeout=120)
+    assert assemble(cfg, stages, data).to_dict() == spawned.to_dict()
