@@ -18,7 +18,8 @@ def test_two_smoke_runs_with_the_same_seeds_write_identical_results(same_results
     assert result["data"]["synthetic"] and "seconds" not in a.read_text()
     assert {r["setting"] for r in result["rows"]} >= {"generated Markov text, T=2", "generated Markov text, T=8"}
     assert sorted(p.name for p in (tmp_path / "a" / "figures").iterdir()) == [
-        "06_ptb_char_curves.smoke.pdf", "06_ptb_char_curves.smoke.png"]
+        "06_ptb_char_curves.smoke.pdf", "06_ptb_char_curves.smoke.png",
+        "06_ptb_char_wallclock.smoke.pdf", "06_ptb_char_wallclock.smoke.png"]
 
 
 @pytest.mark.parametrize(
