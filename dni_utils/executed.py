@@ -145,6 +145,7 @@ def clean_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             preserve_nb_metadata_mask=set(NOTEBOOK_METADATA_KEPT),
         ),
         _RunResidue(),
+        CoalesceStreamsPreprocessor(),  # streams that a dropped progress bar kept apart are one again
     ):
         nb, resources = pre.preprocess(nb, resources)
     return nbformat.from_dict(nb)  # the metadata filter leaves plain dicts
