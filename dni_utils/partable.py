@@ -46,11 +46,10 @@ def run_all(settings: dict, data, seeds: list[int], progress: bool = True) -> di
 
 
 def plan(settings: dict) -> pd.DataFrame:
-    """What the cost model says before anything runs, per method: the blocks per stage, the
-    busiest stage's share of backprop's flops, and the best throughput relative to one worker."""
+    """What the cost model says before anything runs, per method: the blocks per stage and the
+    best throughput relative to one worker."""
     rows = []
-    for m in check_parallel_methods(settings["methods"]):
-        cfg = ParallelConfig(method=m, **{k: settings[k] for k in _CONFIG_KEYS})
+    for (m, _), cfg in configs(settings, settings["seeds"][:1]).items():
         rows.append({"method": PARALLEL_LABELS[m], "workers": cfg.workers, "blocks per stage": stage_split(cfg),
                      "best speed-up on paper": best_speedup(cfg)})
     return pd.DataFrame(rows).set_index("method")
@@ -64,11 +63,18 @@ def curves_frame(runs: dict[Key, ParallelRun]) -> pd.DataFrame:
     ])
 
 
+def _by_method(runs: dict[Key, ParallelRun]) -> dict[str, list[ParallelRun]]:
+    """The runs of each method (over seeds), in the order the methods ran."""
+    out: dict[str, list[ParallelRun]] = {}
+    for (m, _), run in runs.items():
+        out.setdefault(m, []).append(run)
+    return out
+
+
 def error_table(runs: dict[Key, ParallelRun]) -> pd.DataFrame:
     """Per method: final test error (%) mean and sd over seeds, examples seen, optimiser steps per stage."""
     rows = []
-    for m in dict.fromkeys(m for m, _ in runs):
-        mine = [r for (mm, _), r in runs.items() if mm == m]
+    for m, mine in _by_method(runs).items():
         mean, sd = mean_sd([100 * r.final_error for r in mine])
         rows.append({"method": PARALLEL_LABELS[m], "test error (%)": mean, "sd": sd, "seeds": len(mine),
                      "examples": mine[0].examples[-1], "optimiser steps per stage": mine[0].updates})
@@ -81,8 +87,7 @@ def throughput_table(runs: dict[Key, ParallelRun]) -> pd.DataFrame:
     of its time the busiest-waiting stage spent waiting."""
     mean = {}
     rows = []
-    for m in dict.fromkeys(m for m, _ in runs):
-        mine = [r for (mm, _), r in runs.items() if mm == m]
+    for m, mine in _by_method(runs).items():
         mu, sd = mean_sd([r.throughput for r in mine])
         mean[m] = mu
         waits = [max(sum(t[w] for w in WAITS) / r.elapsed for t in r.totals) for r in mine]
@@ -101,9 +106,10 @@ def error_claims(runs: dict[Key, ParallelRun], settings: dict) -> dict[str, bool
     """The claims that do not depend on timing: after the same examples, DNI's and cDNI's mean test
     error is within ``error_points`` percentage points of one-worker backprop's."""
     out = {}
-    bprop = [100 * r.final_error for (m, _), r in runs.items() if m == "bprop"]
+    errors = {m: [100 * r.final_error for r in mine] for m, mine in _by_method(runs).items()}
+    bprop = errors.get("bprop", [])
     for m in ("dni", "cdni"):
-        mine = [100 * r.final_error for (mm, _), r in runs.items() if mm == m]
+        mine = errors.get(m, [])
         if bprop and mine:
             out[f"{m}_error_within_{settings['error_points']:g}_point_of_bprop"] = (
                 mean_sd(mine)[0] <= mean_sd(bprop)[0] + settings["error_points"]
@@ -134,8 +140,7 @@ def paper_rows(runs: dict[Key, ParallelRun], settings: dict, dataset: str) -> li
     """README rows: each method's final test error after the same examples (mean ± sd over seeds).
     The paper has no such experiment; the throughput is in the notebook, not here."""
     rows = []
-    for m in dict.fromkeys(m for m, _ in runs):
-        mine = [r for (mm, _), r in runs.items() if mm == m]
+    for m, mine in _by_method(runs).items():
         rows.append({
             "setting": f"{dataset}, FCN {settings['depth']}x{settings['width']}, K={mine[0].config.workers} "
                        f"process{'es' if mine[0].config.workers > 1 else ''}, {mine[0].examples[-1]:,} examples",
