@@ -17,6 +17,7 @@ pixels are not the original batches': numbers on it are labelled "CIFAR-10 (JPEG
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -73,6 +74,12 @@ class Dataset:
         for name in ("x_train", "y_train", "x_test", "y_test"):
             setattr(self, name, getattr(self, name).to(device))
         return self
+
+    def on(self, device: torch.device | str) -> Dataset:
+        """A copy whose tensors are on ``device`` (this one itself when they are there already)."""
+        if self.x_train.device == torch.device(device):
+            return self
+        return dataclasses.replace(self).to(device)
 
 
 def data_dir() -> Path:
@@ -331,7 +338,9 @@ def load_dataset(name: str, root: str | Path | None = None) -> Dataset:
 
 class BatchSampler:
     """Endless random mini-batches from in-memory tensors: a fresh permutation per epoch,
-    drawn from its own seeded generator (the same seed gives the same batches)."""
+    drawn from its own seeded generator (the same seed gives the same batches). The generator is
+    on the host and each epoch's permutation is copied to the data's device once: the batches
+    are the same on every device, and drawing them never waits for the device."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> None:
         if batch_size < 1:
@@ -342,6 +351,13 @@ class BatchSampler:
         self.generator = torch.Generator().manual_seed(seed)
         self._order = torch.empty(0, dtype=torch.long)
         self._pos = 0
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "order": self._order.cpu(), "pos": self._pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self._order, self._pos = state["order"].to(self.x.device), state["pos"]
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._pos + self.batch_size > self._order.numel():

@@ -121,12 +121,12 @@ def _without_progress(text: str) -> str:
 
 
 def _without_wall_clock(text: str) -> str:
-    """A line ``wall-clock: <what> in <N> s`` keeps ``<what>`` and loses the seconds; any other line
+    """A line ``wall-clock: <what> in <N> s`` (or ``... in <N> s (<N'> h)``) keeps ``<what>`` and loses the seconds; any other line
     that starts with ``wall-clock:`` keeps only the prefix; both get the fixed note."""
     def note(match: re.Match) -> str:
         if match.group(1).endswith(WALL_CLOCK_NOTE):  # cleaned already
             return match.group(0)
-        what = re.fullmatch(r"(.*) in [0-9.]+ s", match.group(1))
+        what = re.fullmatch(r"(.*) in [0-9.,]+ s( \([^()]*\))?", match.group(1))
         return f"{WALL_CLOCK} {what.group(1) + ' ' if what else ''}{WALL_CLOCK_NOTE}"
 
     return re.sub(rf"^{re.escape(WALL_CLOCK)} ?(.*)$", note, text, flags=re.MULTILINE)

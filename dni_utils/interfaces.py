@@ -81,13 +81,45 @@ class BackwardInterface(nn.Module):
         # (prediction, message or None, trigger, context, version) per prediction awaiting its target
         self._pending: deque[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None, int]] = deque()
         self._version = 0  # synthesizer steps so far: a prediction made before the latest is stale
-        self.last_loss = float("nan")  # the most recent synthesizer loss L_M
+        self.last_loss_tensor: torch.Tensor | None = None  # the most recent synthesizer loss L_M, on its device
         self.n_updates = 0  # synthesizer updates so far
 
     @property
     def pending(self) -> int:
         """Predictions still waiting for their target."""
         return len(self._pending)
+
+    @property
+    def last_loss(self) -> float:
+        """The most recent synthesizer loss as a number (reading it waits for the device)."""
+        return float("nan") if self.last_loss_tensor is None else self.last_loss_tensor.item()
+
+    def checkpoint_state(self) -> dict:
+        """What a checkpoint needs beyond the synthesizer's weights: its optimiser, its counters and
+        the predictions still waiting for their targets (their triggers; ``load_checkpoint_state``
+        predicts them again, which gives the same values when the synthesizer has not stepped
+        since, and the re-prediction ``update`` would make anyway when it has)."""
+        return {
+            "synthesizer": self.synthesizer.state_dict(),
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "version": self._version,
+            "n_updates": self.n_updates,
+            "last_loss": self.last_loss_tensor,
+            "pending": [(message, trigger, context, version) for _, message, trigger, context, version in self._pending],
+        }
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.synthesizer.load_state_dict(state["synthesizer"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self._version, self.n_updates, self.last_loss_tensor = state["version"], state["n_updates"], state["last_loss"]
+        device = next(iter(self.synthesizer.state_dict().values()), torch.empty(0)).device
+        self._pending.clear()
+        for message, trigger, context, version in state["pending"]:
+            trigger = trigger.to(device)
+            context = None if context is None else context.to(device)
+            message = None if message is None else message.to(device).detach().requires_grad_()
+            self._pending.append((self.synthetic_gradient(trigger, context), message, trigger, context, version))
 
     def set_mode(self, mode: str) -> None:
         self.mode = _check_mode(mode)
@@ -128,12 +160,13 @@ class BackwardInterface(nn.Module):
         self._pending.append((pred, message, h.detach(), context, self._version))
         return message
 
-    def update(self, target: torch.Tensor | None = None) -> float:
+    def update(self, target: torch.Tensor | None = None) -> torch.Tensor:
         """Regress the oldest pending prediction onto the gradient that arrived for it.
 
         target: the gradient δ with respect to the trigger; by default the gradient that
         downstream has accumulated in the message returned by ``send``.
-        Returns the synthesizer loss ‖δ̂ − δ‖² / B.
+        Returns the synthesizer loss ‖δ̂ − δ‖² / B, a 0-d tensor on the synthesizer's device (not
+        a number: reading it would wait for the device at every step; see ``checkpoint.Meter``).
 
         When several predictions wait (a downstream that answers for several at once) and the
         synthesizer has stepped since this one was made, the prediction is made again from its
@@ -160,9 +193,9 @@ class BackwardInterface(nn.Module):
                 loss.backward()
                 self.optimizer.step()
                 self._version += 1
-        self.last_loss = loss.item()
+        self.last_loss_tensor = loss.detach()
         self.n_updates += 1
-        return self.last_loss
+        return self.last_loss_tensor
 
     def discard(self) -> None:
         """Drop every pending prediction (e.g. a layer skipped its update this step)."""
@@ -193,8 +226,31 @@ class ForwardInterface(nn.Module):
         params = [p for p in synthesizer.parameters() if p.requires_grad]
         self.optimizer = (optimizer or _adam(lr))(params) if params else None
         self._pending: deque[torch.Tensor] = deque()
-        self.last_loss = float("nan")
+        self.last_loss_tensor: torch.Tensor | None = None
         self.n_updates = 0
+
+    @property
+    def last_loss(self) -> float:
+        """The most recent synthesizer loss as a number (reading it waits for the device)."""
+        return float("nan") if self.last_loss_tensor is None else self.last_loss_tensor.item()
+
+    def checkpoint_state(self) -> dict:
+        """The synthesizer, its optimiser and counters (checkpoints are taken with nothing pending)."""
+        if self._pending:
+            raise RuntimeError("a ForwardInterface with pending predictions cannot be checkpointed")
+        return {
+            "synthesizer": self.synthesizer.state_dict(),
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "n_updates": self.n_updates,
+            "last_loss": self.last_loss_tensor,
+        }
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.synthesizer.load_state_dict(state["synthesizer"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.n_updates, self.last_loss_tensor = state["n_updates"], state["last_loss"]
+        self._pending.clear()
 
     @property
     def pending(self) -> int:
@@ -210,8 +266,9 @@ class ForwardInterface(nn.Module):
             self._pending.append(pred)
         return pred.detach()
 
-    def update(self, target: torch.Tensor) -> float:
-        """Regress the oldest pending prediction onto the real message ``target``."""
+    def update(self, target: torch.Tensor) -> torch.Tensor:
+        """Regress the oldest pending prediction onto the real message ``target``; returns the
+        loss as a 0-d tensor on the synthesizer's device."""
         if not self._pending:
             raise RuntimeError("update() called with no pending prediction: call synthetic_input() first")
         pred = self._pending.popleft()
@@ -220,9 +277,9 @@ class ForwardInterface(nn.Module):
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-        self.last_loss = loss.item()
+        self.last_loss_tensor = loss.detach()
         self.n_updates += 1
-        return self.last_loss
+        return self.last_loss_tensor
 
     def discard(self) -> None:
         self._pending.clear()

@@ -24,11 +24,15 @@ import torch
 REQUIRED_KEYS = ("notebook", "title", "profile", "claim", "claims", "params", "data", "rows")
 
 
-def environment() -> dict[str, Any]:
+def environment(device: torch.device | str) -> dict[str, Any]:
+    """What ran the notebook: the versions, and the device its runs actually used (``cpu``, or
+    ``cuda (<GPU model>)``), whatever else the machine has."""
+    from .device import device_name
+
     return {
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "device": device_name(torch.device(device)),
     }
 
 

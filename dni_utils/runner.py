@@ -9,20 +9,36 @@ profile give the same bytes on one core or sixteen.
 Workers are started with ``spawn`` (no fork of a process that already holds threads); each one
 receives the data set once. A run that raises (a diverging loss, say) stops the grid: the runs
 not yet started are cancelled and the error is raised here, with its message.
+
+``RunOptions`` say where and how the runs compute: the device (every run, in whichever process,
+trains on it), a cap on every run's steps (``max_steps``: the paper-profile dry runs), and where
+runs are checkpointed (``checkpoint_dir``: unfinished runs resume, finished ones are loaded
+rather than trained again; see ``checkpoint``). Before the first run, ``train_many`` prints what it
+is about to do (runs, steps) and an estimate of the time, from a short timed warm-up of each
+configuration on the device.
+
+Every config class a grid trains provides ``train_steps()`` (how many training steps the run
+takes) and ``capped(n)`` (the same run cut to at most ``n`` steps, logging at its end).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
 import torch
 import torch.multiprocessing
 from tqdm import tqdm
 
+from .checkpoint import Checkpoint, run_key
+from .device import resolve_device, timer, use_device
+from .executed import WALL_CLOCK
 from .ff import train_ff
 
 #: The data set and the training function, in a worker process only (set by _init_worker).
@@ -49,13 +65,73 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _init_worker(data: Any, train: Train) -> None:
+@dataclass(frozen=True)
+class RunOptions:
+    """How a grid's runs compute (none of it changes a run's numbers on a given device type).
+
+    device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` (``device.resolve_device``).
+    max_steps: cap every run at this many training steps (0: no cap); a dry run, not a result.
+    checkpoint_dir: where runs are checkpointed and resumed (None: nowhere).
+    checkpoint_every: save an unfinished run every this many steps (0: by time only);
+    checkpoint_seconds: and whenever this long has passed since its last save (0: by count only).
+    estimate: print the runs, steps and estimated time before the first run.
+    warmup_steps: steps of each configuration's timed warm-up.
+    """
+
+    device: str = "auto"
+    max_steps: int = 0
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 0
+    checkpoint_seconds: float = 120.0
+    estimate: bool = True
+    warmup_steps: int = 10
+
+    def __post_init__(self) -> None:
+        resolve_device(self.device)  # a clear error for an unknown device, or CUDA where there is none
+        for name in ("max_steps", "checkpoint_every", "warmup_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name}={value!r} is invalid: expected an integer >= 0 (0 = {_ZERO[name]})")
+        if self.warmup_steps < 2:
+            raise ValueError(f"warmup_steps={self.warmup_steps!r} is invalid: expected an integer >= 2")
+        if not (isinstance(self.checkpoint_seconds, (int, float)) and self.checkpoint_seconds >= 0):
+            raise ValueError(f"checkpoint_seconds={self.checkpoint_seconds!r} is invalid: expected a number >= 0")
+
+    def checkpoint(self, train: Train, cfg: Any, data: Any, device: torch.device) -> Checkpoint | None:
+        if not self.checkpoint_dir:
+            return None
+        describe = getattr(data, "describe", None)
+        key = run_key(train, cfg, describe() if callable(describe) else None, device)
+        return Checkpoint(self.checkpoint_dir, key, self.checkpoint_every, self.checkpoint_seconds)
+
+
+_ZERO = {"max_steps": "no cap", "checkpoint_every": "by time only", "warmup_steps": "-"}
+
+
+def capped(cfgs: Sequence[Any], max_steps: int) -> list[Any]:
+    """The configs with every run cut to at most ``max_steps`` steps (0: as they are)."""
+    if not max_steps:
+        return list(cfgs)
+    return [cfg.capped(max_steps) if cfg.train_steps() > max_steps else cfg for cfg in cfgs]
+
+
+def _train_one(train: Train, cfg: Any, data: Any, options: RunOptions, progress: bool, desc: str | None) -> Any:
+    """One run on the options' device, checkpointed if asked; a finished run is kept."""
+    device = use_device(options.device)
+    checkpoint = options.checkpoint(train, cfg, data, device)
+    run = train(cfg, data, progress=progress, desc=desc, device=device, checkpoint=checkpoint)
+    if checkpoint is not None:
+        checkpoint.finish(run)
+    return run
+
+
+def _init_worker(data: Any, train: Train, options: RunOptions) -> None:
     torch.set_num_threads(1)
-    _WORKER.update(data=data, train=train)
+    _WORKER.update(data=data, train=train, options=options)
 
 
 def _train_in_worker(cfg: Any) -> Any:
-    return _WORKER["train"](cfg, _WORKER["data"], progress=False)
+    return _train_one(_WORKER["train"], cfg, _WORKER["data"], _WORKER["options"], False, None)
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
@@ -66,26 +142,93 @@ def _stop(pool: ProcessPoolExecutor) -> None:
         process.terminate()
 
 
+def _shape(cfg: Any) -> str:
+    """A config without its seed: runs that differ only in their seed cost the same."""
+    fields = asdict(cfg) if is_dataclass(cfg) else {"repr": repr(cfg)}
+    fields.pop("seed", None)
+    return json.dumps(fields, sort_keys=True, default=repr)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def estimate_seconds(
+    cfgs: Sequence[Any], data: Any, train: Train, device: torch.device, warmup_steps: int = 10
+) -> list[float]:
+    """Each run's estimated time on ``device``: every distinct configuration (seeds aside) is
+    trained for 1 and for ``warmup_steps`` + 1 steps; the difference gives the time per step, the
+    rest the time to build the run and evaluate it once. Estimate = that fixed part + steps x per step
+    (evaluations at the log points in between are not counted)."""
+    costs: dict[str, float] = {}
+    out = []
+    with one_thread():
+        for cfg in cfgs:
+            shape = _shape(cfg)
+            if shape not in costs:
+                times = []
+                for n in (1, warmup_steps + 1):
+                    start = timer(device)
+                    train(cfg.capped(n), data, progress=False, device=device, checkpoint=None)
+                    times.append(timer(device) - start)
+                per_step = max(times[1] - times[0], 0.0) / warmup_steps
+                fixed = max(times[0] - per_step, 0.0)
+                costs[shape] = (fixed, per_step)
+            fixed, per_step = costs[shape]
+            out.append(fixed + per_step * cfg.train_steps())
+    return out
+
+
 def train_many(
     cfgs: Sequence[Any], data: Any, workers: int = 1, progress: bool = True, desc: str = "runs",
-    train: Train = train_ff,
+    train: Train = train_ff, options: RunOptions | None = None,
 ) -> list[Any]:
     """Train every config on ``data`` with ``train`` (default: the feed-forward ``train_ff``);
     returns the runs in the order of ``cfgs``.
 
     workers: processes to spread the runs over (1 = in this process, 0 = one per core). The
     results are the same for every value (one intra-op thread per run either way).
+    options: device, step cap, checkpoints, estimate (``RunOptions``; default: ``auto``, no cap,
+    no checkpoints, an estimate).
     """
-    n = resolve_workers(workers, len(cfgs))
+    options = options or RunOptions()
+    device = use_device(options.device)
+    cfgs = capped(cfgs, options.max_steps)
+    runs: list[Any] = [None] * len(cfgs)
+    for i, cfg in enumerate(cfgs):  # finished before: loaded, not trained again
+        checkpoint = options.checkpoint(train, cfg, data, device)
+        if checkpoint is not None:
+            runs[i] = checkpoint.finished()
+    todo = [i for i, run in enumerate(runs) if run is None]
+    n = resolve_workers(workers, len(todo)) if todo else 1
+    loaded = len(cfgs) - len(todo)
+    steps = sum(cfgs[i].train_steps() for i in todo)
+    print(f"{desc}: {len(todo)} runs to train, {steps:,} training steps in all, on {device.type} with {n} process"
+          f"{'es' if n > 1 else ''}" + (f" ({loaded} finished runs loaded from {options.checkpoint_dir})" if loaded else "")
+          + (f"; every run capped at {options.max_steps} steps" if options.max_steps else ""))
+    if options.estimate and todo:
+        start = time.perf_counter()
+        seconds = sum(estimate_seconds([cfgs[i] for i in todo], data, train, device, options.warmup_steps)) / n
+        print(f"{WALL_CLOCK} estimated for the {len(todo)} runs, from a {options.warmup_steps}-step warm-up of each "
+              f"configuration (itself {time.perf_counter() - start:.0f} s), in {seconds:.0f} s ({_duration(seconds)})")
+    if not todo:
+        return runs
     if n == 1:
         with one_thread():
-            return [train(cfg, data, progress=progress, desc=f"{desc} {i + 1}/{len(cfgs)}") for i, cfg in enumerate(cfgs)]
+            for k, i in enumerate(todo):
+                runs[i] = _train_one(train, cfgs[i], data, options, progress, f"{desc} {k + 1}/{len(todo)}")
+        return runs
     ctx = torch.multiprocessing.get_context("spawn")
-    runs: list[Any] = [None] * len(cfgs)
-    with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(data, train)) as pool:
-        futures = {pool.submit(_train_in_worker, cfg): i for i, cfg in enumerate(cfgs)}
+    with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(data, train, options)) as pool:
+        futures = {pool.submit(_train_in_worker, cfgs[i]): i for i in todo}
         pending = set(futures)
-        with tqdm(total=len(cfgs), desc=f"{desc} ({n} processes)", disable=not progress, leave=False) as bar:
+        with tqdm(total=len(todo), desc=f"{desc} ({n} processes)", disable=not progress, leave=False) as bar:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                 for future in done:

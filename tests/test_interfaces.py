@@ -1,5 +1,7 @@
 """Hand-computable tests of the gradient plumbing of the interfaces."""
 
+import io
+
 import pytest
 import torch
 from torch import nn
@@ -53,8 +55,8 @@ def test_exact_synthesizer_makes_a_dni_step_equal_to_a_backprop_step():
     for e, g in zip(expected, got):
         torch.testing.assert_close(g.detach(), e, rtol=0, atol=1e-6)
     # The oracles were exact, so their regression targets match their predictions: zero loss.
-    assert i1.update() == pytest.approx(0.0, abs=1e-10)
-    assert i2.update() == pytest.approx(0.0, abs=1e-10)
+    assert i1.update().item() == pytest.approx(0.0, abs=1e-10)
+    assert i2.update().item() == pytest.approx(0.0, abs=1e-10)
 
 
 @pytest.mark.parametrize(
@@ -115,7 +117,7 @@ def test_stacked_interfaces_regress_onto_the_bootstrapped_target():
     # h₂ = h₁ W₂ᵀ, so the gradient reaching h₁ is δ̂₂ W₂ = [1, -1] [[1, 2], [3, 4]] = [-2, -2].
     torch.testing.assert_close(m1.grad, torch.tensor([[-2.0, -2.0]]).expand(4, 2))
     # L₁ = ‖δ̂₁ − target‖² / B = (2.5² + 2²) per example, averaged over the batch.
-    assert i1.update() == pytest.approx(2.5**2 + 2.0**2)
+    assert i1.update().item() == pytest.approx(2.5**2 + 2.0**2)
     assert i1.n_updates == 1 and i1.pending == 0
 
 
@@ -136,7 +138,7 @@ def test_update_decreases_the_synthesizer_loss_towards_the_target():
     losses = []
     for _ in range(200):
         iface.send(h)
-        losses.append(iface.update(target))
+        losses.append(iface.update(target).item())
     assert losses[-1] < 0.01 * losses[0]
 
 
@@ -201,7 +203,7 @@ def test_inject_adds_the_scaled_synthetic_gradient_to_a_loss():
     h = torch.zeros(5, 2, requires_grad=True)
     iface.inject(h).backward()
     torch.testing.assert_close(h.grad, torch.tensor([[0.3, -0.1]]).expand(5, 2))
-    assert iface.update(torch.zeros(5, 2)) == pytest.approx(10.0)  # 3² + 1²
+    assert iface.update(torch.zeros(5, 2)).item() == pytest.approx(10.0)  # 3² + 1²
 
 
 def test_forward_interface_starts_at_zero_and_regresses_onto_the_real_input():
@@ -210,11 +212,11 @@ def test_forward_interface_starts_at_zero_and_regresses_onto_the_real_input():
     x = torch.randn(8, 4)
     assert torch.equal(iface.synthetic_input(x), torch.zeros(8, 4))
     real = 2 * x
-    assert iface.update(real) == pytest.approx((real**2).sum().item() / 8)
+    assert iface.update(real).item() == pytest.approx((real**2).sum().item() / 8)
     losses = []
     for _ in range(200):
         iface.synthetic_input(x)
-        losses.append(iface.update(real))
+        losses.append(iface.update(real).item())
     assert losses[-1] < 0.01 * losses[0]
 
 
@@ -252,5 +254,42 @@ def test_several_pending_predictions_each_regress_the_current_synthesizer():
     with torch.no_grad():
         fresh = synthesizer_loss(synth(h2.detach()), t2).item()
     assert fresh != before
-    assert iface.update(t2) == pytest.approx(fresh)
+    assert iface.update(t2).item() == pytest.approx(fresh)
     assert iface.pending == 0
+
+
+def test_update_returns_the_loss_on_the_device_and_last_loss_reads_it():
+    """No host synchronisation per update: the loss comes back as a 0-d tensor; ``last_loss`` is
+    the number, read when asked (NaN before the first update)."""
+    iface = BackwardInterface(make_synthesizer("linear", (2,)), lr=0.1)
+    assert iface.last_loss != iface.last_loss
+    iface.send(torch.zeros(3, 2, requires_grad=True))
+    loss = iface.update(torch.ones(3, 2))
+    assert isinstance(loss, torch.Tensor) and loss.dim() == 0 and not loss.requires_grad
+    assert iface.last_loss == pytest.approx(2.0) and loss.item() == pytest.approx(2.0)
+
+
+def test_checkpoint_state_restores_pending_predictions_and_the_optimiser():
+    """An interface saved with a prediction waiting (a recurrent segment's open end) and loaded
+    into a fresh one continues exactly as the original: same loss, same synthesizer after the step."""
+    torch.manual_seed(0)
+
+    def build():
+        synth = make_synthesizer("mlp", (3,), hidden_layers=1, hidden_features=8)
+        return BackwardInterface(synth, lr=0.1)
+
+    a, b = build(), build()
+    nn.init.normal_(a.synthesizer.out.weight)
+    h = torch.randn(4, 3, requires_grad=True)
+    a.inject(h)
+    a.update(torch.randn(4, 3))  # the optimiser has moments now
+    a.inject(torch.randn(4, 3, requires_grad=True))  # waits for its target
+    saved = io.BytesIO()
+    torch.save(a.checkpoint_state(), saved)  # as a checkpoint file holds it
+    saved.seek(0)
+    b.load_checkpoint_state(torch.load(saved, weights_only=False))
+    assert b.pending == 1 and b.n_updates == 1
+    target = torch.randn(4, 3)
+    assert b.update(target).item() == a.update(target).item()
+    for pa, pb in zip(a.synthesizer.parameters(), b.synthesizer.parameters()):
+        assert torch.equal(pa, pb)
