@@ -107,6 +107,24 @@ class RunOptions:
 
 _ZERO = {"max_steps": "no cap", "checkpoint_every": "by time only", "warmup_steps": "-"}
 
+#: Where a notebook keeps its checkpoints when its ``checkpoint_dir`` parameter is empty: at the
+#: paper profile (runs of hours) under ``checkpoints/`` at the top of the project (git-ignored);
+#: at smoke and cpu (runs of seconds to a minute or two) nowhere.
+DEFAULT_CHECKPOINT_DIRS = {"smoke": None, "cpu": None, "paper": "../checkpoints"}
+
+
+def run_options(profile: str, device: str = "auto", max_steps: int = 0, checkpoint_dir: str = "", **more: Any) -> RunOptions:
+    """The ``RunOptions`` of a notebook from its parameters. ``checkpoint_dir``: empty means the
+    profile's default (``DEFAULT_CHECKPOINT_DIRS``; none for a capped dry run), ``none`` means
+    no checkpoints, anything else is the folder."""
+    if checkpoint_dir == "none":
+        folder = None
+    elif checkpoint_dir:
+        folder = checkpoint_dir
+    else:
+        folder = None if max_steps else DEFAULT_CHECKPOINT_DIRS[profile]
+    return RunOptions(device=device, max_steps=max_steps, checkpoint_dir=folder, **more)
+
 
 def capped(cfgs: Sequence[Any], max_steps: int) -> list[Any]:
     """The configs with every run cut to at most ``max_steps`` steps (0: as they are)."""

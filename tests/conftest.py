@@ -78,3 +78,49 @@ def jpeg_tree():
         return root
 
     return write
+
+
+class Interrupted(Exception):
+    """Stands for a killed kernel: raised right after a checkpoint was written."""
+
+
+@pytest.fixture
+def resumes_exactly(tmp_path, monkeypatch):
+    """Check that a run interrupted after a checkpoint and resumed ends as an uninterrupted one.
+
+    ``check(train, cfg, data, every)`` trains ``cfg`` three times with ``train(cfg, data,
+    progress=False, device=..., checkpoint=...)``: once without checkpoints; once checkpointed every
+    ``every`` steps and stopped (``Interrupted``) right after the ``stop_after``-th save; once more
+    with a fresh ``Checkpoint`` of the same key, which resumes. Returns the uninterrupted run and
+    the resumed one, after asserting that their ``to_dict()`` JSON is the same text.
+    """
+    import json
+
+    from dni_utils.checkpoint import Checkpoint, run_key
+    from dni_utils.device import resolve_device
+
+    def check(train, cfg, data, every: int, stop_after: int = 1, device: str = "cpu"):
+        dev = resolve_device(device)
+        plain = train(cfg, data, progress=False, device=dev, checkpoint=None)
+        key = run_key(train, cfg, None, dev)
+        saves = []
+        original = Checkpoint.save
+
+        def save_then_die(self, state):
+            original(self, state)
+            saves.append(state)
+            if len(saves) == stop_after:
+                raise Interrupted
+
+        monkeypatch.setattr(Checkpoint, "save", save_then_die)
+        with pytest.raises(Interrupted):
+            train(cfg, data, progress=False, device=dev, checkpoint=Checkpoint(tmp_path, key, every, 0))
+        monkeypatch.setattr(Checkpoint, "save", original)
+        ckpt = Checkpoint(tmp_path, key, every, 0)
+        assert ckpt.load() is not None, "no checkpoint was written before the interruption"
+        resumed = train(cfg, data, progress=False, device=dev, checkpoint=ckpt)
+        text = lambda run: json.dumps(run.to_dict(), sort_keys=True)  # noqa: E731
+        assert text(resumed) == text(plain)
+        return plain, resumed
+
+    return check
