@@ -12,6 +12,9 @@ it for reproducible matrix products; it must be set before the first cuBLAS call
 environment when a process has already used CUDA): then the same seed on the same device type gives the
 same numbers, which is all PyTorch promises (a GPU's numbers differ from a CPU's, and may differ
 between GPU models or CUDA versions). cuDNN's benchmark mode is turned off for the same reason.
+One exception: PyTorch has no deterministic CUDA kernel for the backward pass of max-pooling (the
+CNN's first block), so deterministic mode is set with ``warn_only=True``: such an op runs anyway and
+PyTorch warns that it did, and CNN runs on a GPU may then differ in their last bits from run to run.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def use_device(device: str | torch.device = "auto") -> torch.device:
     resolved = resolve_device(device)
     if resolved.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
-        torch.use_deterministic_algorithms(True)
+        torch.use_deterministic_algorithms(True, warn_only=True)  # see the module: max-pooling's backward
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
         torch.cuda.set_device(resolved)

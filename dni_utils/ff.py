@@ -17,7 +17,7 @@ paper does not say how the CNN's cDNI synthesizer takes the label).
 from __future__ import annotations
 
 import copy
-import math
+import dataclasses
 import warnings
 from dataclasses import asdict, dataclass, field
 
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .checkpoint import Checkpoint, Meter, first_non_finite, rng_state, set_rng_state
 from .data import BatchSampler, Dataset
 from .interfaces import BackwardInterface
 from .models import ARCHS, FFNet, make_net
@@ -122,6 +123,14 @@ class FFConfig:
             raise ValueError(f"lr_milestones={self.lr_milestones!r} is invalid: expected fractions in (0, 1)")
         return self
 
+    def train_steps(self) -> int:
+        """Training iterations of the run."""
+        return self.steps
+
+    def capped(self, n: int) -> FFConfig:
+        """The same run cut to at most ``n`` steps (its log interval too): a dry run or a warm-up."""
+        return dataclasses.replace(self, steps=min(self.steps, n), log_every=min(self.log_every, n))
+
 
 @dataclass
 class FFRun:
@@ -162,11 +171,15 @@ def one_hot(y: torch.Tensor, n_classes: int) -> torch.Tensor:
 class FFTrainer:
     """Holds a network, its optimisers and (for DNI/cDNI) one interface per hidden block."""
 
-    def __init__(self, cfg: FFConfig, in_shape: tuple[int, ...], n_classes: int) -> None:
+    def __init__(
+        self, cfg: FFConfig, in_shape: tuple[int, ...], n_classes: int, device: torch.device | str = "cpu"
+    ) -> None:
         self.cfg = cfg.validate()
         self.n_classes = n_classes
+        self.device = torch.device(device)
         torch.manual_seed(cfg.seed)
-        self.net: FFNet = make_net(cfg.arch, in_shape, cfg.depth, cfg.width, n_classes, cfg.strided_pools)
+        # Built on the CPU from the seed, then moved: the same initial weights on every device.
+        self.net: FFNet = make_net(cfg.arch, in_shape, cfg.depth, cfg.width, n_classes, cfg.strided_pools).to(device)
         if cfg.method == "bprop":
             self.block_opts = [torch.optim.Adam(self.net.parameters(), lr=cfg.lr)]
             self.head_opt = self.block_opts[0]
@@ -176,10 +189,12 @@ class FFTrainer:
             self.head_opt = torch.optim.Adam(self.net.head.parameters(), lr=cfg.lr)
             last = len(self.net.shapes) - 1
             self.interfaces = nn.ModuleList(self._interface(shape, i == last) for i, shape in enumerate(self.net.shapes))
+            self.interfaces.to(device)  # in place: the interfaces' optimisers keep their parameters
         self.updates = [0] * cfg.depth
         self.head_updates = 0
         # Who is available at a step: its own generator, drawn only when p_update < 1, so that
         # synchronous training consumes exactly the random numbers it did without this option.
+        # On the host: the draw decides which optimisers step (Python control flow).
         self.availability = torch.Generator().manual_seed(cfg.seed + 2)
         stepping = self.block_opts if cfg.method != "nobprop" else []
         opts = {id(o): o for o in stepping + [self.head_opt]}
@@ -216,8 +231,9 @@ class FFTrainer:
         self.net.train()
         self.interfaces.train()
 
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """One training iteration on a batch; returns the task loss."""
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One training iteration on a batch; returns the task loss summed over the batch, as a
+        0-d tensor on the device (reading it would wait for the device: see ``checkpoint.Meter``)."""
         loss = self._step_bprop(x, y) if self.cfg.method == "bprop" else self._step_decoupled(x, y)
         with warnings.catch_warnings():
             # With p_update < 1 a layer may not have stepped yet; its schedule follows the global step.
@@ -252,7 +268,7 @@ class FFTrainer:
             opt.step()
         self.updates = [u + ok for u, ok in zip(self.updates, avail)]
         self.head_updates += avail[-1]
-        return loss.item() / x.shape[0]
+        return loss.detach()
 
     def _step_decoupled(self, x: torch.Tensor, y: torch.Tensor) -> float:
         ctx = self.context(y)
@@ -279,7 +295,32 @@ class FFTrainer:
             self.head_updates += 1
         if learn:
             self._update_synthesizer(len(self.interfaces) - 1, avail[-2], oracle)
-        return loss.item() / x.shape[0]
+        return loss.detach()
+
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs of the trainer (see ``checkpoint``)."""
+        return {
+            "net": self.net.state_dict(),
+            "block_opts": [o.state_dict() for o in self.block_opts],
+            "head_opt": self.head_opt.state_dict(),
+            "interfaces": [i.checkpoint_state() for i in self.interfaces],
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "updates": list(self.updates),
+            "head_updates": self.head_updates,
+            "availability": self.availability.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["net"])
+        for o, o_state in zip(self.block_opts, state["block_opts"], strict=True):
+            o.load_state_dict(o_state)
+        self.head_opt.load_state_dict(state["head_opt"])
+        for i, i_state in zip(self.interfaces, state["interfaces"], strict=True):
+            i.load_checkpoint_state(i_state)
+        for s, s_state in zip(self.schedulers, state["schedulers"], strict=True):
+            s.load_state_dict(s_state)
+        self.updates, self.head_updates = list(state["updates"]), state["head_updates"]
+        self.availability.set_state(state["availability"])
 
     def _update_synthesizer(self, i: int, available: bool, oracle: list[torch.Tensor] | None = None) -> None:
         if available:
@@ -309,12 +350,12 @@ class FFTrainer:
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 2000) -> float:
         """Classification error on (x, y), in eval mode (interfaces are the identity)."""
         self.net.eval()
-        wrong = 0
+        wrong = torch.zeros((), dtype=torch.long, device=x.device)
         for start in range(0, x.shape[0], chunk):
             logits = self.net(x[start : start + chunk])
-            wrong += (logits.argmax(1) != y[start : start + chunk]).sum().item()
+            wrong += (logits.argmax(1) != y[start : start + chunk]).sum()
         self.train()
-        return wrong / x.shape[0]
+        return wrong.item() / x.shape[0]  # one read per evaluation
 
     def gradient_cosines(self, x: torch.Tensor, y: torch.Tensor) -> list[float]:
         """Cosine similarity between each synthesizer's prediction and the true back-propagated
@@ -363,51 +404,84 @@ class FFTrainer:
         }
 
 
-def train_ff(cfg: FFConfig, data: Dataset, progress: bool = True, desc: str | None = None) -> FFRun:
+def train_ff(
+    cfg: FFConfig, data: Dataset, progress: bool = True, desc: str | None = None,
+    device: torch.device | str | None = None, checkpoint: Checkpoint | None = None,
+) -> FFRun:
     """Train one network with ``cfg`` on ``data`` and log on the step grid.
 
-    Raises ``DivergenceError`` if the loss becomes NaN or infinite.
+    device: where it trains (None: the CPU). checkpoint: save the run's whole state when due and
+    resume from the saved state if there is one (the final run is the same either way).
+    The losses stay on the device between log points; raises ``DivergenceError`` at the log point
+    after the loss became NaN or infinite, naming the step where it did.
     """
-    trainer = FFTrainer(cfg, data.shape, data.n_classes)
+    device = torch.device(device or "cpu")
+    data = data.on(device)
+    trainer = FFTrainer(cfg, data.shape, data.n_classes, device)
     sampler = BatchSampler(data.x_train, data.y_train, cfg.batch_size, seed=cfg.seed)
     # A fixed random batch for the diagnostics (datasets may be stored sorted by class).
     diag = torch.randperm(data.x_train.shape[0], generator=torch.Generator().manual_seed(cfg.seed + 1))
+    diag = diag.to(device)
     diag_x, diag_y = data.x_train[diag[: cfg.diag_batch]], data.y_train[diag[: cfg.diag_batch]]
     run = FFRun(config=cfg)
     trainer.train()
-    losses: list[float] = []
-    synth_losses: list[list[float]] = [[] for _ in trainer.interfaces]
-    bar = tqdm(range(1, cfg.steps + 1), desc=desc or cfg.method, disable=not progress, mininterval=5, leave=False)
+    losses = Meter()
+    synth_losses = [Meter() for _ in trainer.interfaces]
+    first = 1
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        trainer.load_state_dict(saved["trainer"])
+        sampler.load_state_dict(saved["sampler"])
+        set_rng_state(saved["rng"])
+        run.history = saved["history"]
+        losses.load_state_dict(saved["losses"], device)
+        for meter, m_state in zip(synth_losses, saved["synth_losses"], strict=True):
+            meter.load_state_dict(m_state, device)
+        first = saved["step"] + 1
+    nan = torch.tensor(float("nan"))
+    bar = tqdm(range(first, cfg.steps + 1), desc=desc or cfg.method, disable=not progress, mininterval=5, leave=False)
     for step in bar:
         x, y = sampler.next()
-        loss = trainer.step(x, y)
-        if not math.isfinite(loss):
-            raise DivergenceError(
-                f"method={cfg.method!r}, depth={cfg.depth}: the training loss became {loss} at step {step}; "
-                f"try a smaller lr (now {cfg.lr}) or grad_scale (now {cfg.grad_scale})"
-            )
-        losses.append(loss)
-        for acc, iface in zip(synth_losses, trainer.interfaces):
+        losses.add(trainer.step(x, y), step)
+        for meter, iface in zip(synth_losses, trainer.interfaces):
             if iface.mode != "off":
-                acc.append(iface.last_loss)
+                meter.add(nan if iface.last_loss_tensor is None else iface.last_loss_tensor, step)
         if step % cfg.log_every == 0 or step == cfg.steps:
+            values, steps = losses.flush()
+            values = [v / cfg.batch_size for v in values]  # per example, as the history has it
+            bad = first_non_finite(values, steps)
+            if bad is not None:
+                raise DivergenceError(
+                    f"method={cfg.method!r}, depth={cfg.depth}: the training loss became {bad[1]} at step {bad[0]}; "
+                    f"try a smaller lr (now {cfg.lr}) or grad_scale (now {cfg.grad_scale})"
+                )
+            synth = [m.flush()[0] for m in synth_losses]
             run.history.append(
                 {
                     "step": step,
-                    "train_loss": sum(losses) / len(losses),
+                    "train_loss": sum(values) / len(values),
                     "test_error": trainer.evaluate(data.x_test, data.y_test),
-                    "synth_loss": [sum(a) / len(a) if a else None for a in synth_losses],
+                    "synth_loss": [_mean(a) for a in synth],
                     **trainer.gradient_diagnostics(diag_x, diag_y),
                 }
             )
             bar.set_postfix(loss=f"{run.history[-1]['train_loss']:.3f}", err=f"{run.history[-1]['test_error']:.3f}")
-            losses = []
-            synth_losses = [[] for _ in trainer.interfaces]
+        if checkpoint is not None and step < cfg.steps and checkpoint.due(step):
+            checkpoint.save({
+                "step": step, "trainer": trainer.state_dict(), "sampler": sampler.state_dict(), "rng": rng_state(),
+                "history": run.history, "losses": losses.state_dict(),
+                "synth_losses": [m.state_dict() for m in synth_losses],
+            })
     run.test_error = run.history[-1]["test_error"]
     run.updates = list(trainer.updates)
     run.head_updates = trainer.head_updates
     run.synth_updates = [i.n_updates for i in trainer.interfaces]
     return run
+
+
+def _mean(values: list[float]) -> float | None:
+    """The mean of a log interval's synthesizer losses (NaN if one came before the first update), None if none."""
+    return sum(values) / len(values) if values else None
 
 
 #: Settings per profile for the MNIST feed-forward table (notebook 01). ``near_points``,
@@ -444,6 +518,22 @@ FF_MNIST_PROFILES: dict[str, dict] = {
         cnn=dict(
             depths=[3], width=16, steps=1200, batch_size=64, lr=1e-3, synth_lr=0.0, log_every=300,
             conv_synth_hidden_layers=0, conv_synth_channels=16, conv_top_synth="mlp", assert_claims=True,
+        ),
+    ),
+    "gpu": dict(
+        # Between cpu and paper, for one GPU in minutes: the paper's synthesizers (2 x 1024 for DNI,
+        # 2 conv layers of 128 channels for the CNN) and its CNN width, 5x the cpu steps for the FCN
+        # and 2.5x for the CNN, the cpu profile's learning rates (the paper's 3e-5 needs its 500k
+        # steps). The CNN's last synthesizer stays an MLP over the map (see conv_top_synth).
+        # One process per core, all on the one device.
+        dataset="mnist", archs=["fcn", "cnn"], depths=[3, 4, 5, 6], methods=list(METHODS), steps=10_000,
+        batch_size=256, width=256, lr=1e-4, synth_lr=1e-3, synth_hidden_layers=2, synth_hidden=1024, log_every=500,
+        near_points=4.0, nobprop_margin=5.0, cdni_slack=1.0, seeds=[0, 1, 2], workers=0,
+        assert_claims=["cdni_near_bprop", "cdni_at_least_dni", "nobprop_far_worse", "nobprop_worse_with_depth"],
+        cnn=dict(
+            depths=[3], width=128, steps=3000, batch_size=64, lr=1e-3, synth_lr=0.0, log_every=300,
+            conv_synth_hidden_layers=2, conv_synth_channels=128, conv_top_synth="mlp",
+            assert_claims=["cdni_near_bprop", "nobprop_far_worse"],
         ),
     ),
     "paper": dict(

@@ -18,7 +18,7 @@ from .data import Dataset
 from .ff import METHOD_LABELS, FFRun
 from .fftable import cell_errors, check_methods, config_for
 from .profiles import check_seeds
-from .runner import train_many
+from .runner import RunOptions, train_many
 from .stats import clearly_above, mean_sd, seed_summary
 
 #: Settings per profile for notebook 03. ``p_updates``: the grid of the sweep (every method is run
@@ -62,10 +62,10 @@ def check_p_updates(p_updates: list[float]) -> list[float]:
 
 def run_sweep(
     settings: dict, data: Dataset, methods: list[str], p_updates: list[float], seeds: list[int],
-    progress: bool = True, workers: int = 1,
+    progress: bool = True, workers: int = 1, options: RunOptions | None = None,
 ) -> dict[tuple[str, float, int], FFRun]:
     """Train every (method, p_update, seed); returns the runs keyed by the triple (spread over
-    ``workers`` processes; the numbers do not depend on it)."""
+    ``workers`` processes; the numbers do not depend on it; ``options``: ``runner.RunOptions``)."""
     check_methods(methods)
     keys = [(m, p, seed) for p in check_p_updates(p_updates) for m in methods for seed in check_seeds(seeds)]
     cfgs = [
@@ -74,7 +74,7 @@ def run_sweep(
         ).validate()
         for m, p, seed in keys
     ]
-    return dict(zip(keys, train_many(cfgs, data, workers=workers, progress=progress, desc="sweep")))
+    return dict(zip(keys, train_many(cfgs, data, workers=workers, progress=progress, desc="sweep", options=options)))
 
 
 def final_frame(runs: dict[tuple[str, float, int], FFRun]) -> pd.DataFrame:

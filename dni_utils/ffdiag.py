@@ -27,7 +27,7 @@ import pandas as pd
 from .data import Dataset
 from .ff import FFConfig, FFRun
 from .profiles import check_seeds
-from .runner import train_many
+from .runner import RunOptions, train_many
 
 #: The DNI baseline of the diagnosis: notebook 01's cpu settings for DNI before it.
 BASELINE = dict(
@@ -131,9 +131,13 @@ def plan(settings: dict, depths: list[int], seeds: list[int]) -> list[dict]:
     return list(runs.values())
 
 
-def run_plan(items: list[dict], data: Dataset, workers: int, progress: bool = True) -> list[dict]:
-    """Train every planned run (spread over ``workers`` processes); adds its ``run`` to each item."""
-    runs = train_many([it["config"] for it in items], data, workers=workers, progress=progress, desc="diagnosis")
+def run_plan(
+    items: list[dict], data: Dataset, workers: int, progress: bool = True, options: RunOptions | None = None
+) -> list[dict]:
+    """Train every planned run (spread over ``workers`` processes; ``options``: ``runner.RunOptions``);
+    adds its ``run`` to each item."""
+    runs = train_many([it["config"] for it in items], data, workers=workers, progress=progress, desc="diagnosis",
+                      options=options)
     return [{**it, "run": run} for it, run in zip(items, runs)]
 
 

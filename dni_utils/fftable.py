@@ -10,7 +10,7 @@ from .data import Dataset
 from .ff import METHOD_LABELS, METHODS, FFConfig, FFRun
 from .models import ARCHS
 from .profiles import check_seeds, select_profile
-from .runner import train_many
+from .runner import RunOptions, train_many
 from .stats import clearly_above, mean_sd, seed_summary
 
 ARCH_LABELS = {"fcn": "FCN", "cnn": "CNN"}
@@ -62,12 +62,13 @@ Key = tuple  # (arch, depth, method, seed)
 
 def run_grid(
     settings: dict, data: Dataset, archs: list[str], depths: list[int], methods: list[str], seeds: list[int],
-    progress: bool = True, workers: int = 1,
+    progress: bool = True, workers: int = 1, options: RunOptions | None = None,
 ) -> dict[Key, FFRun]:
     """Train every (arch, depth, method, seed); returns the runs keyed by that quadruple.
 
     ``settings[arch]["depths"]``, where the profile sets it, replaces ``depths`` for that arch. The
-    runs are spread over ``workers`` processes (``runner.train_many``; the numbers do not depend on it).
+    runs are spread over ``workers`` processes (``runner.train_many``; the numbers do not depend on it);
+    ``options`` say on which device, with what step cap and checkpoints (``runner.RunOptions``).
     """
     check_methods(methods)
     seeds = check_seeds(seeds)
@@ -79,7 +80,7 @@ def run_grid(
             raise ValueError(f"depths={arch_depths!r} is invalid: expected positive integers")
     keys = [(arch, depth, method, seed) for arch in archs for depth in grid[arch] for method in methods for seed in seeds]
     cfgs = [config_for(settings, *key) for key in keys]
-    return dict(zip(keys, train_many(cfgs, data, workers=workers, progress=progress, desc="grid")))
+    return dict(zip(keys, train_many(cfgs, data, workers=workers, progress=progress, desc="grid", options=options)))
 
 
 def cell_errors(runs: dict[Key, FFRun]) -> dict[tuple, list[float]]:

@@ -2,6 +2,7 @@
 
 ``smoke``: seconds, offline, tiny (CI). ``cpu``: the default, minutes on a 2-core laptop, shows the
 paper's qualitative result. ``paper``: the paper's hyper-parameters, meant for a GPU.
+``gpu`` (notebook 01 only so far): between cpu and paper, minutes on one GPU.
 Each experiment keeps a table ``{profile: settings}``; profiles differ only in sizes and counts.
 """
 
@@ -11,18 +12,22 @@ import copy
 from typing import Any
 
 PROFILES = ("smoke", "cpu", "paper")
+#: Profiles that only some experiments define (``select_profile`` says which ones do).
+OPTIONAL_PROFILES = ("gpu",)
 
 
 def check_profile(profile: str) -> str:
-    if profile not in PROFILES:
-        raise ValueError(f"profile={profile!r} is unknown: expected one of {PROFILES}")
+    if profile not in PROFILES + OPTIONAL_PROFILES:
+        raise ValueError(f"profile={profile!r} is unknown: expected one of {PROFILES + OPTIONAL_PROFILES}")
     return profile
 
 
 def select_profile(profile: str, table: dict[str, dict[str, Any]], **overrides: Any) -> dict[str, Any]:
     """The settings of ``profile`` from ``table``, with the overrides that are not empty
     (``None``, ``0``, ``""`` and ``[]`` mean "the profile's value") applied on top."""
-    settings = copy.deepcopy(table[check_profile(profile)])
+    if check_profile(profile) not in table:
+        raise ValueError(f"profile={profile!r} is not defined for this notebook: expected one of {tuple(table)}")
+    settings = copy.deepcopy(table[profile])
     for key, value in overrides.items():
         if key not in settings:
             raise ValueError(f"{key!r} is not a setting of this experiment: expected one of {sorted(settings)}")

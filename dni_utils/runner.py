@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, is_dataclass
@@ -75,7 +74,7 @@ class RunOptions:
     checkpoint_every: save an unfinished run every this many steps (0: by time only);
     checkpoint_seconds: and whenever this long has passed since its last save (0: by count only).
     estimate: print the runs, steps and estimated time before the first run.
-    warmup_steps: steps of each configuration's timed warm-up.
+    warmup_steps: steps of each configuration's timed warm-up (at most ``max_steps`` when that is set).
     """
 
     device: str = "auto"
@@ -92,8 +91,8 @@ class RunOptions:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name}={value!r} is invalid: expected an integer >= 0 (0 = {_ZERO[name]})")
-        if self.warmup_steps < 2:
-            raise ValueError(f"warmup_steps={self.warmup_steps!r} is invalid: expected an integer >= 2")
+        if self.warmup_steps < 1:
+            raise ValueError(f"warmup_steps={self.warmup_steps!r} is invalid: expected a positive integer")
         if not (isinstance(self.checkpoint_seconds, (int, float)) and self.checkpoint_seconds >= 0):
             raise ValueError(f"checkpoint_seconds={self.checkpoint_seconds!r} is invalid: expected a number >= 0")
 
@@ -108,9 +107,9 @@ class RunOptions:
 _ZERO = {"max_steps": "no cap", "checkpoint_every": "by time only", "warmup_steps": "-"}
 
 #: Where a notebook keeps its checkpoints when its ``checkpoint_dir`` parameter is empty: at the
-#: paper profile (runs of hours) under ``checkpoints/`` at the top of the project (git-ignored);
+#: gpu and paper profiles (runs of minutes to hours) under ``checkpoints/`` at the top of the project (git-ignored);
 #: at smoke and cpu (runs of seconds to a minute or two) nowhere.
-DEFAULT_CHECKPOINT_DIRS = {"smoke": None, "cpu": None, "paper": "../checkpoints"}
+DEFAULT_CHECKPOINT_DIRS = {"smoke": None, "cpu": None, "gpu": "../checkpoints", "paper": "../checkpoints"}
 
 
 def run_options(profile: str, device: str = "auto", max_steps: int = 0, checkpoint_dir: str = "", **more: Any) -> RunOptions:
@@ -177,15 +176,13 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def estimate_seconds(
+def step_costs(
     cfgs: Sequence[Any], data: Any, train: Train, device: torch.device, warmup_steps: int = 10
-) -> list[float]:
-    """Each run's estimated time on ``device``: every distinct configuration (seeds aside) is
-    trained for 1 and for ``warmup_steps`` + 1 steps; the difference gives the time per step, the
-    rest the time to build the run and evaluate it once. Estimate = that fixed part + steps x per step
-    (evaluations at the log points in between are not counted)."""
-    costs: dict[str, float] = {}
-    out = []
+) -> list[tuple[float, float]]:
+    """Each run's (fixed seconds, seconds per step) on ``device``, from a timed warm-up: every
+    distinct configuration (seeds aside) is trained for 1 and for ``warmup_steps`` + 1 steps; the
+    difference gives the time per step, the rest the time to build the run and evaluate it once."""
+    costs: dict[str, tuple[float, float]] = {}
     with one_thread():
         for cfg in cfgs:
             shape = _shape(cfg)
@@ -196,11 +193,36 @@ def estimate_seconds(
                     train(cfg.capped(n), data, progress=False, device=device, checkpoint=None)
                     times.append(timer(device) - start)
                 per_step = max(times[1] - times[0], 0.0) / warmup_steps
-                fixed = max(times[0] - per_step, 0.0)
-                costs[shape] = (fixed, per_step)
-            fixed, per_step = costs[shape]
-            out.append(fixed + per_step * cfg.train_steps())
-    return out
+                costs[shape] = (max(times[0] - per_step, 0.0), per_step)
+    return [costs[_shape(cfg)] for cfg in cfgs]
+
+
+def estimate_seconds(
+    cfgs: Sequence[Any], data: Any, train: Train, device: torch.device, warmup_steps: int = 10
+) -> list[float]:
+    """Each run's estimated time on ``device`` (``step_costs``): the fixed part + steps x per step
+    (evaluations at the log points in between are not counted)."""
+    return [f + p * cfg.train_steps() for cfg, (f, p) in zip(cfgs, step_costs(cfgs, data, train, device, warmup_steps))]
+
+
+def _print_estimate(
+    full: Sequence[Any], cfgs: Sequence[Any], data: Any, train: Train, device: torch.device, n: int,
+    options: RunOptions,
+) -> None:
+    """The estimated time of the runs ``cfgs`` (and, when they are capped, of the uncapped ``full``)."""
+    warmup = min(options.warmup_steps, options.max_steps) if options.max_steps else options.warmup_steps
+    costs = step_costs(full, data, train, device, warmup)  # capped(n) of the uncapped config: the same warm-up
+
+    def say(what: str, runs: Sequence[Any]) -> None:
+        seconds = sum(f + p * cfg.train_steps() for cfg, (f, p) in zip(runs, costs)) / n
+        readable = f" ({_duration(seconds)})" if seconds >= 120 else ""
+        print(f"{WALL_CLOCK} estimated for {what}, from a {warmup}-step warm-up of each configuration on "
+              f"{device.type}, in {seconds:.0f} s{readable}")
+
+    say(f"the {len(cfgs)} runs", cfgs)
+    if options.max_steps:
+        steps = sum(cfg.train_steps() for cfg in full)
+        say(f"the same {len(full)} runs uncapped ({steps:,} steps in all)", full)
 
 
 def train_many(
@@ -217,7 +239,7 @@ def train_many(
     """
     options = options or RunOptions()
     device = use_device(options.device)
-    cfgs = capped(cfgs, options.max_steps)
+    full, cfgs = list(cfgs), capped(cfgs, options.max_steps)
     runs: list[Any] = [None] * len(cfgs)
     for i, cfg in enumerate(cfgs):  # finished before: loaded, not trained again
         checkpoint = options.checkpoint(train, cfg, data, device)
@@ -231,10 +253,7 @@ def train_many(
           f"{'es' if n > 1 else ''}" + (f" ({loaded} finished runs loaded from {options.checkpoint_dir})" if loaded else "")
           + (f"; every run capped at {options.max_steps} steps" if options.max_steps else ""))
     if options.estimate and todo:
-        start = time.perf_counter()
-        seconds = sum(estimate_seconds([cfgs[i] for i in todo], data, train, device, options.warmup_steps)) / n
-        print(f"{WALL_CLOCK} estimated for the {len(todo)} runs, from a {options.warmup_steps}-step warm-up of each "
-              f"configuration (itself {time.perf_counter() - start:.0f} s), in {seconds:.0f} s ({_duration(seconds)})")
+        _print_estimate([full[i] for i in todo], [cfgs[i] for i in todo], data, train, device, n, options)
     if not todo:
         return runs
     if n == 1:
