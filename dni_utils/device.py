@@ -38,7 +38,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if not isinstance(device, str) or not device:
         raise ValueError(f"device={device!r} is invalid: expected one of {DEVICE_CHOICES}")
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return resolve_device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     try:
         resolved = torch.device(device)
     except RuntimeError:

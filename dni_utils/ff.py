@@ -520,22 +520,6 @@ FF_MNIST_PROFILES: dict[str, dict] = {
             conv_synth_hidden_layers=0, conv_synth_channels=16, conv_top_synth="mlp", assert_claims=True,
         ),
     ),
-    "gpu": dict(
-        # Between cpu and paper, for one GPU in minutes: the paper's synthesizers (2 x 1024 for DNI,
-        # 2 conv layers of 128 channels for the CNN) and its CNN width, 5x the cpu steps for the FCN
-        # and 2.5x for the CNN, the cpu profile's learning rates (the paper's 3e-5 needs its 500k
-        # steps). The CNN's last synthesizer stays an MLP over the map (see conv_top_synth).
-        # One process per core, all on the one device.
-        dataset="mnist", archs=["fcn", "cnn"], depths=[3, 4, 5, 6], methods=list(METHODS), steps=10_000,
-        batch_size=256, width=256, lr=1e-4, synth_lr=1e-3, synth_hidden_layers=2, synth_hidden=1024, log_every=500,
-        near_points=4.0, nobprop_margin=5.0, cdni_slack=1.0, seeds=[0, 1, 2], workers=0,
-        assert_claims=["cdni_near_bprop", "cdni_at_least_dni", "nobprop_far_worse", "nobprop_worse_with_depth"],
-        cnn=dict(
-            depths=[3], width=128, steps=3000, batch_size=64, lr=1e-3, synth_lr=0.0, log_every=300,
-            conv_synth_hidden_layers=2, conv_synth_channels=128, conv_top_synth="mlp",
-            assert_claims=["cdni_near_bprop", "nobprop_far_worse"],
-        ),
-    ),
     "paper": dict(
         dataset="mnist", archs=["fcn", "cnn"], depths=[3, 4, 5, 6], methods=list(METHODS), steps=500_000,
         batch_size=256, width=256, lr=3e-5, synth_lr=0.0, synth_hidden_layers=2, synth_hidden=1024, log_every=5000,

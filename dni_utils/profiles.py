@@ -2,7 +2,6 @@
 
 ``smoke``: seconds, offline, tiny (CI). ``cpu``: the default, minutes on a 2-core laptop, shows the
 paper's qualitative result. ``paper``: the paper's hyper-parameters, meant for a GPU.
-``gpu`` (notebook 01 only so far): between cpu and paper, minutes on one GPU.
 Each experiment keeps a table ``{profile: settings}``; profiles differ only in sizes and counts.
 """
 
@@ -12,13 +11,11 @@ import copy
 from typing import Any
 
 PROFILES = ("smoke", "cpu", "paper")
-#: Profiles that only some experiments define (``select_profile`` says which ones do).
-OPTIONAL_PROFILES = ("gpu",)
 
 
 def check_profile(profile: str) -> str:
-    if profile not in PROFILES + OPTIONAL_PROFILES:
-        raise ValueError(f"profile={profile!r} is unknown: expected one of {PROFILES + OPTIONAL_PROFILES}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is unknown: expected one of {PROFILES}")
     return profile
 
 

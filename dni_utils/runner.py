@@ -107,9 +107,9 @@ class RunOptions:
 _ZERO = {"max_steps": "no cap", "checkpoint_every": "by time only", "warmup_steps": "-"}
 
 #: Where a notebook keeps its checkpoints when its ``checkpoint_dir`` parameter is empty: at the
-#: gpu and paper profiles (runs of minutes to hours) under ``checkpoints/`` at the top of the project (git-ignored);
+#: paper profile (runs of hours) under ``checkpoints/`` at the top of the project (git-ignored);
 #: at smoke and cpu (runs of seconds to a minute or two) nowhere.
-DEFAULT_CHECKPOINT_DIRS = {"smoke": None, "cpu": None, "gpu": "../checkpoints", "paper": "../checkpoints"}
+DEFAULT_CHECKPOINT_DIRS = {"smoke": None, "cpu": None, "paper": "../checkpoints"}
 
 
 def run_options(profile: str, device: str = "auto", max_steps: int = 0, checkpoint_dir: str = "", **more: Any) -> RunOptions:

@@ -10,7 +10,7 @@ from dni_utils.data import DataUnavailableError, cifar10_standin, load_dataset
 from dni_utils.ff import FF_CIFAR10_PROFILES, FF_MNIST_PROFILES, METHODS, FFConfig, FFTrainer, train_ff
 from dni_utils.fftable import claims_by_arch, config_for, depths_for, failed_asserted_claims, run_grid, select_ff_profile
 from dni_utils.models import make_cnn, make_net
-from dni_utils.profiles import OPTIONAL_PROFILES, PROFILES
+from dni_utils.profiles import PROFILES
 
 
 def _cnn_cfg(method="dni", **kw):
@@ -127,7 +127,7 @@ def test_cnn_top_synthesizer_can_be_an_mlp_over_the_whole_map(method, context, t
 
 @pytest.mark.parametrize("table", [FF_MNIST_PROFILES, FF_CIFAR10_PROFILES])
 def test_every_profile_has_the_same_settings_for_both_archs(table):
-    assert set(PROFILES) <= set(table) <= set(PROFILES + OPTIONAL_PROFILES)
+    assert set(table) == set(PROFILES)
     assert len({frozenset(v) for v in table.values()}) == 1
     assert all(v["archs"] == ["fcn", "cnn"] for v in table.values())
     assert len({frozenset(v["cnn"]) - {"depths", "steps", "batch_size", "log_every"} for v in table.values()}) == 1
