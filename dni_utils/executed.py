@@ -33,11 +33,12 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import time
 from pathlib import Path
 
 import nbformat
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CoalesceStreamsPreprocessor, Preprocessor
+
+from .clock import WALL_CLOCK, wall_clock  # noqa: F401 (wall_clock: the notebooks import it from here)
 
 #: Cell metadata an author sets, kept; everything else in a cell's metadata is about the run.
 CELL_METADATA_KEPT = ("tags", "jupyter", "collapsed", "scrolled", "editable", "deletable")
@@ -46,18 +47,11 @@ NOTEBOOK_METADATA_KEPT = ("kernelspec", "language_info", ("papermill", "paramete
 #: The id of papermill's injected-parameters cell (papermill draws a random one).
 INJECTED_ID = "injected-parameters"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-#: The start of a printed line that reports a wall-clock time, and the tag of a cell whose outputs are in seconds.
-WALL_CLOCK = "wall-clock:"
+#: The tag of a cell whose outputs are in seconds (``WALL_CLOCK``, in ``clock``, starts such a printed line).
 WALL_CLOCK_TAG = "wall-clock"
 #: What stands for a wall-clock measurement in an executed copy: in a printed line, and for a tagged cell's outputs.
 WALL_CLOCK_NOTE = "(the seconds are not kept in the executed copy: they change from run to run)"
 WALL_CLOCK_CELL_NOTE = "this output is in seconds and is not kept in the executed copy (it changes from run to run)"
-
-
-def wall_clock(what: str, since: float) -> None:
-    """Print how long ``what`` took since ``time.perf_counter()`` read ``since``, on a line that
-    executed copies keep without its number: ``wall-clock: 24 runs in 576 s``."""
-    print(f"{WALL_CLOCK} {what} in {time.perf_counter() - since:.0f} s")
 
 
 def _wall_clock_note() -> nbformat.NotebookNode:

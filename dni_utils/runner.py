@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from .checkpoint import Checkpoint, run_key
 from .device import resolve_device, timer, use_device
-from .executed import WALL_CLOCK
+from .clock import WALL_CLOCK
 from .ff import train_ff
 
 #: The data set and the training function, in a worker process only (set by _init_worker).
@@ -222,7 +222,7 @@ def _print_estimate(
     say(f"the {len(cfgs)} runs", cfgs)
     if options.max_steps:
         steps = sum(cfg.train_steps() for cfg in full)
-        say(f"the same {len(full)} runs uncapped ({steps:,} steps in all)", full)
+        say(f"the same {len(full)} runs uncapped ({steps:,} training steps in all)", full)
 
 
 def train_many(
@@ -251,7 +251,8 @@ def train_many(
     steps = sum(cfgs[i].train_steps() for i in todo)
     print(f"{desc}: {len(todo)} runs to train, {steps:,} training steps in all, on {device.type} with {n} process"
           f"{'es' if n > 1 else ''}" + (f" ({loaded} finished runs loaded from {options.checkpoint_dir})" if loaded else "")
-          + (f"; every run capped at {options.max_steps} steps" if options.max_steps else ""))
+          + (f"; every run capped at {options.max_steps} step{'s' if options.max_steps > 1 else ''}"
+             if options.max_steps else ""))
     if options.estimate and todo:
         _print_estimate([full[i] for i in todo], [cfgs[i] for i in todo], data, train, device, n, options)
     if not todo:
