@@ -7,7 +7,7 @@ import pandas as pd
 
 from .lm import LMConfig, LMRun, train_lm
 from .rnn import RNN_METHOD_LABELS, check_methods, check_truncations
-from .runner import train_many
+from .runner import RunOptions, train_many
 from .stats import clearly_above, mean_sd, seed_summary
 from .text import TextCorpus
 
@@ -47,11 +47,13 @@ def configs(settings: dict, seeds: list[int]) -> dict[Key, LMConfig]:
 
 
 def run_grid(settings: dict, corpus: TextCorpus, seeds: list[int], progress: bool = True,
-             workers: int = 1) -> dict[Key, LMRun]:
+             workers: int = 1, options: RunOptions | None = None) -> dict[Key, LMRun]:
     """Train every (method, T, seed) of ``settings`` on ``corpus``, spread over ``workers`` processes
-    (one thread per run, so the numbers do not depend on ``workers``)."""
+    (one thread per run, so the numbers do not depend on ``workers``); options: device, step cap,
+    checkpoints (``runner.RunOptions``)."""
     cfgs = configs(settings, seeds)
-    runs = train_many(list(cfgs.values()), corpus, workers=workers, progress=progress, desc="grid", train=train_lm)
+    runs = train_many(list(cfgs.values()), corpus, workers=workers, progress=progress, desc="grid", train=train_lm,
+                      options=options)
     return dict(zip(cfgs, runs))
 
 

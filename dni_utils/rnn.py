@@ -30,15 +30,18 @@ available to us; this is our reading of "predicting a synthetic gradient further
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .checkpoint import Checkpoint, rng_state, set_rng_state
 from .interfaces import BackwardInterface, synthesizer_loss
 from .tasks import Curriculum, Episode, SequenceTask, bit_errors, check_task
 
@@ -153,13 +156,101 @@ def sequence_loss(logits: torch.Tensor, episode: Episode, start: int) -> torch.T
 
 @dataclass
 class EpisodeStats:
-    loss: float  # task loss per sequence
+    """What one episode (or segment) gave. Its scalars stay on the device, as tensors: a trainer
+    reads them with the others at once (``scalars()``, then ``summarize_episode``); the float
+    properties ``loss``, ``synth_loss`` and ``aux_loss`` read them at once (one host synchronisation
+    each: for tests and interactive use, not for a training loop)."""
+
+    losses: torch.Tensor  # (chunks,) each chunk's task loss, summed over its steps and the batch, detached
     logits: torch.Tensor  # the outputs of every step, detached, (L, B, out)
     state: torch.Tensor  # the state after the last step, detached, (B, 2H)
-    synth_loss: float = float("nan")  # mean synthesizer loss over the episode's boundaries
-    aux_loss: float = float("nan")
+    batch: int = 1  # sequences (streams) side by side
+    synth_losses: torch.Tensor | None = None  # (n,) the synthesizer loss at each boundary with a target
+    aux_losses: torch.Tensor | None = None  # (n,) DNI + Aux: the auxiliary loss of each chunk that has one
     targets: list[torch.Tensor] = field(default_factory=list)  # the regression targets (if kept)
     chunk_starts: list[torch.Tensor] = field(default_factory=list)  # the chunk start states (if kept)
+
+    @property
+    def counts(self) -> tuple[int, int, int]:
+        """How many chunk losses, synthesizer losses and auxiliary losses the episode has."""
+        return (self.losses.numel(), 0 if self.synth_losses is None else self.synth_losses.numel(),
+                0 if self.aux_losses is None else self.aux_losses.numel())
+
+    def scalars(self) -> torch.Tensor:
+        """One 1-d tensor on the device: the chunk losses, the synthesizer losses, then the sum of
+        the auxiliary losses (if any); ``summarize_episode`` turns its values into the episode's numbers."""
+        parts = [self.losses]
+        if self.synth_losses is not None:
+            parts.append(self.synth_losses)
+        if self.aux_losses is not None:
+            parts.append(self.aux_losses.sum().reshape(1))  # summed on the device
+        return torch.cat(parts)
+
+    def _read(self) -> tuple[float, float, float]:
+        return summarize_episode(self.scalars().tolist(), self.counts, self.batch)
+
+    @property
+    def loss(self) -> float:
+        """Task loss per sequence (reads the device)."""
+        return self._read()[0]
+
+    @property
+    def synth_loss(self) -> float:
+        """Mean synthesizer loss over the episode's boundaries, NaN if none (reads the device)."""
+        return self._read()[1]
+
+    @property
+    def aux_loss(self) -> float:
+        """DNI + Aux: the auxiliary loss per chunk and sequence, NaN if none (reads the device)."""
+        return self._read()[2]
+
+
+def summarize_episode(values: list[float], counts: tuple[int, int, int], batch: int) -> tuple[float, float, float]:
+    """(loss per sequence, mean synthesizer loss, auxiliary loss per chunk and sequence) from the
+    values of ``EpisodeStats.scalars()`` read as floats, with its ``counts``: the arithmetic of the
+    numbers the history records, in the same order (NaN for a quantity the episode does not have)."""
+    n_loss, n_synth, n_aux = counts
+    total = 0.0
+    for v in values[:n_loss]:  # summed chunk by chunk, in order
+        total += v
+    synth = values[n_loss : n_loss + n_synth]
+    synth_loss = sum(synth) / len(synth) if synth else float("nan")
+    aux_loss = values[n_loss + n_synth] / n_aux / batch if n_aux else float("nan")
+    return total / batch, synth_loss, aux_loss
+
+
+class SeriesMeter:
+    """``checkpoint.Meter`` for steps that each give several values (a 1-d tensor per step: the
+    losses of a segment's chunks, say): they wait on the device until ``flush()`` reads them all at
+    once (one host synchronisation per log point) and returns, per step, its values as Python floats
+    (each exactly what ``.item()`` gives) with the step."""
+
+    def __init__(self) -> None:
+        self.values: list[torch.Tensor] = []
+        self.steps: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def add(self, values: torch.Tensor, step: int) -> None:
+        self.values.append(values.detach().reshape(-1))
+        self.steps.append(step)
+
+    def flush(self) -> list[tuple[list[float], int]]:
+        flat = torch.cat(self.values).tolist() if self.values else []
+        out, i = [], 0
+        for v, step in zip(self.values, self.steps):
+            out.append((flat[i : i + v.numel()], step))
+            i += v.numel()
+        self.values, self.steps = [], []
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"values": list(self.values), "steps": list(self.steps)}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device | None = None) -> None:
+        self.values = [v if device is None else v.to(device) for v in state["values"]]
+        self.steps = list(state["steps"])
 
 
 def run_episode(
@@ -196,9 +287,8 @@ def run_episode(
     batch = episode.x.shape[1]
     carried = state is not None
     state = core.initial_state(batch) if state is None else state  # (B, 2H)
-    all_logits, synth_losses, aux_losses = [], [], []
+    all_logits, losses, synth_losses, aux_losses = [], [], [], []
     targets, starts = [], []
-    total_loss = 0.0
     if optimizer is not None:
         optimizer.zero_grad(set_to_none=True)
     for start in range(0, episode.length, truncation):
@@ -240,15 +330,14 @@ def run_episode(
                 interface.inject(s_t.detach())
         if keep:
             starts.append(s.detach().clone())
-        total_loss += loss.item()
+        losses.append(loss.detach())  # stays on the device (no per-chunk read)
         all_logits.append(logits_k.detach())
         state = s_t
-    stats = EpisodeStats(total_loss / batch, torch.cat(all_logits), state.detach(), targets=targets, chunk_starts=starts)
-    if synth_losses:
-        stats.synth_loss = sum(synth_losses) / len(synth_losses)
-    if aux_losses:
-        stats.aux_loss = torch.stack(aux_losses).sum().item() / len(aux_losses) / batch
-    return stats
+    return EpisodeStats(
+        torch.stack(losses), torch.cat(all_logits), state.detach(), batch,
+        torch.stack(synth_losses) if synth_losses else None, torch.stack(aux_losses) if aux_losses else None,
+        targets=targets, chunk_starts=starts,
+    )
 
 
 def check_recurrent_config(cfg, positive: tuple[str, ...]):
@@ -294,6 +383,14 @@ class RNNConfig:
         return check_recurrent_config(self, ("truncation", "hidden", "width", "max_repeats", "batch_size", "batches",
                                              "synth_hidden", "window", "max_length", "log_every"))
 
+    def train_steps(self) -> int:
+        """Training iterations of the run: one per batch."""
+        return self.batches
+
+    def capped(self, n: int) -> RNNConfig:
+        """The same run cut to at most ``n`` batches (its log interval too): a dry run or a warm-up."""
+        return dataclasses.replace(self, batches=min(self.batches, n), log_every=min(self.log_every, n))
+
 
 @dataclass
 class RNNRun:
@@ -334,32 +431,63 @@ def build(cfg: RNNConfig) -> tuple[SequenceTask, LSTMCore, BackwardInterface, to
     return task, core, interface, optimizer
 
 
-def train_copy(cfg: RNNConfig, progress: bool = True, desc: str | None = None) -> RNNRun:
+def train_copy(
+    cfg: RNNConfig, data: None = None, progress: bool = True, desc: str | None = None,
+    device: torch.device | str | None = None, checkpoint: Checkpoint | None = None,
+) -> RNNRun:
     """Train one LSTM on the curriculum for ``cfg.batches`` batches; the score is the longest length solved.
 
-    Raises ``DivergenceError`` if the loss becomes NaN or infinite.
+    data: unused (Copy generates its sequences; the argument lets ``runner.train_many`` call it).
+    device: where it trains (None: the CPU). The sequences are drawn on the host, from a generator
+    of the run's own (the curriculum's length and Repeat Copy's R decide the shapes), then moved.
+    checkpoint: save the run's whole state when due and resume from the saved state if there is
+    one (the final run is the same either way).
+
+    One host read per batch, inherent to the curriculum: the length of the next batch depends on
+    this batch's bits error, so it is read before the next batch is drawn; the batch's losses ride
+    along in the same read (one synchronisation per batch, not one per value). Raises
+    ``DivergenceError`` if the loss becomes NaN or infinite, at that batch.
     """
-    task, core, interface, optimizer = build(cfg)
+    if data is not None:
+        raise ValueError(f"data={type(data).__name__} is invalid: Copy generates its sequences, expected None")
+    device = torch.device(device or "cpu")
+    task, core, interface, optimizer = build(cfg)  # built on the CPU from the seed, then moved
+    core.to(device)
+    interface.to(device)
     curriculum = Curriculum(cfg.threshold, cfg.window, 1, cfg.max_length)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     run = RNNRun(config=cfg)
     core.train()
     interface.train()
     acc: dict[str, list[float]] = {"loss": [], "bit_errors": [], "synth_loss": [], "aux_loss": []}
-    bar = tqdm(range(1, cfg.batches + 1), desc=desc or cfg.method, disable=not progress, mininterval=5, leave=False)
+    first = 1
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        core.load_state_dict(saved["core"])
+        optimizer.load_state_dict(saved["optimizer"])
+        interface.load_checkpoint_state(saved["interface"])
+        set_rng_state(saved["rng"], gen)
+        curriculum.load_state_dict(saved["curriculum"])
+        run.solved_at, run.history, acc = saved["solved_at"], saved["history"], saved["acc"]
+        first = saved["step"] + 1
+    aux_weight = cfg.aux_weight if cfg.method == "dni_aux" else 0.0
+    bar = tqdm(range(first, cfg.batches + 1), desc=desc or cfg.method, disable=not progress, mininterval=5,
+               leave=False)
     for b in bar:
         n = curriculum.n
         episode = task.sample(n, cfg.batch_size, gen)
-        stats = run_episode(core, episode, cfg.truncation, interface, optimizer,
-                            aux_weight=cfg.aux_weight if cfg.method == "dni_aux" else 0.0)
-        errors = bit_errors(stats.logits, episode).mean().item()
-        if not math.isfinite(stats.loss):
+        episode = Episode(*(t.to(device, non_blocking=True) for t in (episode.x, episode.y, episode.mask)))
+        stats = run_episode(core, episode, cfg.truncation, interface, optimizer, aux_weight=aux_weight)
+        errors = bit_errors(stats.logits, episode).mean().reshape(1)
+        read = torch.cat([errors, stats.scalars()]).tolist()  # the one host read of the batch (see above)
+        errors = read[0]
+        loss, synth_loss, aux_loss = summarize_episode(read[1:], stats.counts, stats.batch)
+        if not math.isfinite(loss):
             raise DivergenceError(
-                f"method={cfg.method!r}, T={cfg.truncation}: the training loss became {stats.loss} at batch {b}; "
+                f"method={cfg.method!r}, T={cfg.truncation}: the training loss became {loss} at batch {b}; "
                 f"try a smaller lr (now {cfg.lr}) or grad_scale (now {cfg.grad_scale})"
             )
-        for k in acc:
-            v = errors if k == "bit_errors" else getattr(stats, k)
+        for k, v in (("loss", loss), ("bit_errors", errors), ("synth_loss", synth_loss), ("aux_loss", aux_loss)):
             if math.isfinite(v):
                 acc[k].append(v)
         if curriculum.record(errors):
@@ -369,6 +497,12 @@ def train_copy(cfg: RNNConfig, progress: bool = True, desc: str | None = None) -
                                 **{k: (sum(v) / len(v) if v else None) for k, v in acc.items()}})
             bar.set_postfix(n=curriculum.n, err=f"{run.history[-1]['bit_errors']:.2f}")
             acc = {k: [] for k in acc}
+        if checkpoint is not None and b < cfg.batches and checkpoint.due(b):
+            checkpoint.save({
+                "step": b, "core": core.state_dict(), "optimizer": optimizer.state_dict(),
+                "interface": interface.checkpoint_state(), "rng": rng_state(gen),
+                "curriculum": curriculum.state_dict(), "solved_at": run.solved_at, "history": run.history, "acc": acc,
+            })
     run.score = curriculum.solved
     return run
 

@@ -132,6 +132,13 @@ class Curriculum:
         _check_positive("max_length", self.max_length)
         self.n = self.start
 
+    def state_dict(self) -> dict:
+        """Where the curriculum stands (for a checkpoint)."""
+        return {"n": self.n, "solved": self.solved, "recent": list(self._recent)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.n, self.solved, self._recent = state["n"], state["solved"], list(state["recent"])
+
     def record(self, errors_per_sequence: float) -> bool:
         """Add one batch's mean bits error per sequence; returns True when ``n`` was just solved."""
         self._recent.append(float(errors_per_sequence))

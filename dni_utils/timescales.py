@@ -31,6 +31,7 @@ is about when A's updates happen, not about how far back gradients reach.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -39,8 +40,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .checkpoint import Checkpoint, rng_state, set_rng_state
 from .interfaces import BackwardInterface
-from .rnn import DivergenceError
+from .rnn import DivergenceError, SeriesMeter
 from .synthesizers import MLPSynthesizer
 
 TIMESCALE_METHODS = ("bptt", "dni", "dni_state", "cdni", "none")
@@ -133,14 +135,63 @@ class TimescaleSystem:
 
 @dataclass
 class WindowStats:
-    own_loss: float  # A's task loss per digit (mean over the window's ticks)
-    b_loss: float  # B's task loss per window
-    own_correct: int  # A's correct answers in the window (over ticks and streams)
-    b_correct: int  # B's correct counts (over streams)
-    synth_loss: float = float("nan")  # mean synthesizer loss over the window's T targets
-    synth_cos: float = float("nan")  # mean cosine between each injected δ̂_t and its target δ_t
+    """What one window gave. Its scalars stay on the device, as tensors: a trainer reads them with
+    the others at a log point (``scalars()``, then ``summarize_window``); the float properties
+    ``own_loss``, ``b_loss``, ``synth_loss`` and ``synth_cos`` read them at once (a host
+    synchronisation each: for tests, not for a training loop)."""
+
+    own_losses: torch.Tensor  # (T,) A's task loss at each tick, summed over the streams
+    b_loss_sum: torch.Tensor  # 0-d, B's task loss summed over the streams
+    own_correct: torch.Tensor  # 0-d, A's correct answers in the window (over ticks and streams)
+    b_correct: torch.Tensor  # 0-d, B's correct counts (over streams)
+    batch: int = 1  # streams
+    synth_losses: torch.Tensor | None = None  # (T,) the synthesizer loss of each message's target
+    synth_cos_mean: torch.Tensor | None = None  # 0-d, mean cosine between each injected δ̂_t and its target δ_t
     a_steps: list[int] = field(default_factory=list)  # ticks (0-based, within the window) after which A stepped
     targets: list[torch.Tensor] = field(default_factory=list)  # the gradient each message received from B
+
+    def scalars(self) -> torch.Tensor:
+        """One 1-d tensor on the device: A's T tick losses, B's loss, then (synthetic-gradient
+        methods) the T synthesizer losses and the mean cosine."""
+        parts = [self.own_losses, self.b_loss_sum.reshape(1)]
+        if self.synth_losses is not None:
+            parts += [self.synth_losses, self.synth_cos_mean.reshape(1)]
+        return torch.cat(parts)
+
+    def _read(self) -> dict[str, float]:
+        return summarize_window(self.scalars().tolist(), self.own_losses.numel(), self.batch)
+
+    @property
+    def own_loss(self) -> float:
+        """A's task loss per digit, mean over the window's ticks (reads the device)."""
+        return self._read()["own_loss"]
+
+    @property
+    def b_loss(self) -> float:
+        """B's task loss per window (reads the device)."""
+        return self._read()["b_loss"]
+
+    @property
+    def synth_loss(self) -> float:
+        """Mean synthesizer loss over the window's T targets, NaN if none (reads the device)."""
+        return self._read()["synth_loss"]
+
+    @property
+    def synth_cos(self) -> float:
+        """Mean cosine between each injected δ̂_t and its target δ_t, NaN if none (reads the device)."""
+        return self._read()["synth_cos"]
+
+
+def summarize_window(values: list[float], period: int, batch: int) -> dict[str, float]:
+    """A window's numbers from the values of ``WindowStats.scalars()`` read as floats, with the
+    arithmetic (and order) the history's averages are made of; NaN for what the method lacks."""
+    own = 0.0
+    for v in values[:period]:  # summed tick by tick, in order
+        own += v
+    synth = values[period + 1 : 2 * period + 1]
+    return {"own_loss": own / (period * batch), "b_loss": values[period] / batch,
+            "synth_loss": sum(synth) / period if synth else float("nan"),
+            "synth_cos": values[2 * period + 1] if synth else float("nan")}
 
 
 def _step(opt: torch.optim.Optimizer | None, step: bool) -> None:
@@ -161,12 +212,12 @@ def train_window(system: TimescaleSystem, x: torch.Tensor, digits: torch.Tensor,
     s_a = a.initial_state(batch) if system.state_a is None else system.state_a.detach()
     s_b = b.initial_state(batch) if system.state_b is None else system.state_b.detach()
     own_y = own_labels(digits)
-    messages, contexts, total, own_loss, own_correct, a_steps = [], [], 0.0, 0.0, 0, []
+    messages, contexts, total, own_losses, own_correct, a_steps = [], [], 0.0, [], 0, []
     for t in range(period):
         own, m, s_a = a(x[t], s_a)
         loss_t = F.cross_entropy(own, own_y[t], reduction="sum")  # summed over the streams
-        own_loss += loss_t.item()
-        own_correct += int((own.argmax(1) == own_y[t]).sum())
+        own_losses.append(loss_t.detach())  # stays on the device (no per-tick read)
+        own_correct = own_correct + (own.argmax(1) == own_y[t]).sum()
         if method == "bptt":  # A waits: its graph grows over the window
             total = total + loss_t
             messages.append(m)
@@ -187,15 +238,15 @@ def train_window(system: TimescaleSystem, x: torch.Tensor, digits: torch.Tensor,
     if method == "bptt":
         _step(system.opt_a, step)
         a_steps.append(period - 1)
-    stats = WindowStats(own_loss / (period * batch), b_loss.item() / batch, own_correct,
-                        int((logits.argmax(1) == counts).sum()), a_steps=a_steps)
+    stats = WindowStats(torch.stack(own_losses), b_loss.detach(), own_correct, (logits.argmax(1) == counts).sum(),
+                        batch, a_steps=a_steps)
     if method in SYNTHETIC:  # each message's true gradient trains the prediction made for it
         stats.targets = [m.grad.detach().clone() for m in messages]
         with torch.no_grad():  # the synthesizer has not stepped since the window began: these are the injected δ̂_t
             cos = [F.cosine_similarity(interface.synthetic_gradient(m, c), g, dim=1).mean()
                    for m, c, g in zip(messages, contexts, stats.targets)]
-        stats.synth_cos = torch.stack(cos).mean().item()
-        stats.synth_loss = sum(interface.update(g) for g in stats.targets) / period
+        stats.synth_cos_mean = torch.stack(cos).mean()
+        stats.synth_losses = torch.stack([interface.update(g) for g in stats.targets])
     system.state_a, system.state_b = s_a.detach(), s_b.detach()
     return stats
 
@@ -203,7 +254,8 @@ def train_window(system: TimescaleSystem, x: torch.Tensor, digits: torch.Tensor,
 @torch.no_grad()
 def evaluate(system: TimescaleSystem, x: torch.Tensor, digits: torch.Tensor, period: int) -> tuple[float, float]:
     """A's and B's accuracy on a fixed stream (x: (L, B, ...), L a multiple of T), from zero states,
-    in eval mode: (fraction of ticks A answers right, fraction of windows B counts right)."""
+    in eval mode: (fraction of ticks A answers right, fraction of windows B counts right). The
+    counts stay on the device until the end (one read)."""
     system.eval()
     a, b = system.a, system.b
     batch = digits.shape[1]
@@ -211,13 +263,14 @@ def evaluate(system: TimescaleSystem, x: torch.Tensor, digits: torch.Tensor, per
     own_right, b_right, messages = 0, 0, []
     for t in range(digits.shape[0]):
         own, m, s_a = a(x[t], s_a)
-        own_right += int((own.argmax(1) == own_labels(digits[t])).sum())
+        own_right = own_right + (own.argmax(1) == own_labels(digits[t])).sum()
         messages.append(m)
         if len(messages) == period:
             logits, s_b = b(torch.cat(messages, dim=1), s_b)
-            b_right += int((logits.argmax(1) == window_labels(digits[t + 1 - period : t + 1])).sum())
+            b_right = b_right + (logits.argmax(1) == window_labels(digits[t + 1 - period : t + 1])).sum()
             messages = []
     system.train()
+    own_right, b_right = torch.stack([torch.as_tensor(own_right), torch.as_tensor(b_right)]).tolist()
     return own_right / digits.numel(), b_right / (digits.numel() // period)
 
 
@@ -232,8 +285,9 @@ class DigitStream:
         self.generator = torch.Generator().manual_seed(seed)
 
     def window(self, ticks: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (ticks, B, *image), digits: (ticks, B)."""
+        """x: (ticks, B, *image), digits: (ticks, B), on the images' device (the draw is on the host)."""
         idx = torch.randint(self.labels.numel(), (ticks, self.batch), generator=self.generator)
+        idx = idx.to(self.labels.device, non_blocking=True)  # no stream synchronisation on CUDA
         return self.images[idx], self.labels[idx]
 
 
@@ -245,6 +299,19 @@ class TimescaleData:
     y_train: torch.Tensor  # (N,) digits
     x_test: torch.Tensor
     y_test: torch.Tensor
+    info: dict = field(default_factory=dict)  # the data set's description (``Dataset.describe()``), if any
+
+    def describe(self) -> dict:
+        """What the digits are (part of a checkpoint's key): ``info``, else their sizes."""
+        return self.info or {"n_train": int(self.y_train.numel()), "n_test": int(self.y_test.numel()),
+                             "shape": list(self.x_train.shape[1:])}
+
+    def on(self, device: torch.device | str) -> TimescaleData:
+        """A copy whose tensors are on ``device`` (this one itself when they are there already)."""
+        if self.x_train.device == torch.device(device):
+            return self
+        moved = {k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test")}
+        return dataclasses.replace(self, **moved)
 
 
 @dataclass
@@ -286,6 +353,16 @@ class TimescaleConfig:
                                  f"T={self.period}")
         return self
 
+    def train_steps(self) -> int:
+        """Training iterations of the run: one per window of T ticks (B's tick ends it)."""
+        return self.ticks // self.period
+
+    def capped(self, n: int) -> TimescaleConfig:
+        """The same run cut to at most ``n`` windows (its evaluation interval too, both still multiples
+        of T): a dry run or a warm-up."""
+        ticks = min(self.ticks, n * self.period)
+        return dataclasses.replace(self, ticks=ticks, eval_every=min(self.eval_every, ticks))
+
 
 @dataclass
 class TimescaleRun:
@@ -321,49 +398,79 @@ def test_stream(data: TimescaleData, cfg: TimescaleConfig) -> tuple[torch.Tensor
     return stream.window(cfg.eval_windows * cfg.period)
 
 
-def train_timescales(cfg: TimescaleConfig, data: TimescaleData, progress: bool = True,
-                     desc: str | None = None) -> TimescaleRun:
+def train_timescales(
+    cfg: TimescaleConfig, data: TimescaleData, progress: bool = True, desc: str | None = None,
+    device: torch.device | str | None = None, checkpoint: Checkpoint | None = None,
+) -> TimescaleRun:
     """Train A and B on the digit stream for ``cfg.ticks`` ticks; evaluate every ``eval_every``.
 
-    Raises ``DivergenceError`` if a loss stops being finite."""
-    system = build_system(cfg, math.prod(data.x_train.shape[1:]))
+    device: where it trains (None: the CPU); the digits are moved there, the stream's draws stay on
+    the host generator. checkpoint: save the run's whole state when due and resume from the saved
+    state if there is one (the final run is the same either way). The losses stay on the device
+    until the next evaluation; raises ``DivergenceError`` there if one became non-finite, naming
+    the window."""
+    device = torch.device(device or "cpu")
+    system = build_system(cfg, math.prod(data.x_train.shape[1:]))  # built on the CPU from the seed, then moved
+    for module in (system.a, system.b, system.interface):
+        module.to(device)
+    data = data.on(device)
     stream = DigitStream(data.x_train, data.y_train, cfg.batch_size, seed=cfg.seed + 1)
     x_test, y_test = test_stream(data, cfg)
     run = TimescaleRun(config=cfg, timeline={"A": [], "B": [], "synthesizer": []})
     counts = {"a_updates": 0, "b_updates": 0, "synth_updates": 0}
-    acc = {"own_loss": [], "b_loss": [], "synth_loss": [], "synth_cos": []}
+    meter = SeriesMeter()  # each window's scalars (WindowStats.scalars), tagged with the window
+    first = 1
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        for name in ("a", "b", "opt_a", "opt_b"):
+            getattr(system, name).load_state_dict(saved[name])
+        system.interface.load_checkpoint_state(saved["interface"])
+        system.state_a, system.state_b = (None if s is None else s.to(device) for s in saved["states"])
+        set_rng_state(saved["rng"], stream.generator)
+        run.history, run.timeline, counts = saved["history"], saved["timeline"], saved["counts"]
+        meter.load_state_dict(saved["meter"], device)
+        first = saved["step"] + 1
     system.train()
     windows = cfg.ticks // cfg.period
-    bar = tqdm(range(1, windows + 1), desc=desc or cfg.method, disable=not progress, mininterval=5, leave=False)
+    bar = tqdm(range(first, windows + 1), desc=desc or cfg.method, disable=not progress, mininterval=5, leave=False)
     for w in bar:
         x, digits = stream.window(cfg.period)
         stats = train_window(system, x, digits)
-        if not (math.isfinite(stats.own_loss) and math.isfinite(stats.b_loss)):
-            raise DivergenceError(
-                f"method={cfg.method!r}, T={cfg.period}: a training loss became non-finite in window {w}; "
-                f"try a smaller lr (now {cfg.lr}) or synth_lr (now {cfg.synth_lr})"
-            )
+        meter.add(stats.scalars(), w)
         start = (w - 1) * cfg.period
         counts["a_updates"] += len(stats.a_steps)
         counts["b_updates"] += 1
-        synth = 0 if math.isnan(stats.synth_loss) else cfg.period
+        synth = 0 if stats.synth_losses is None else cfg.period
         counts["synth_updates"] += synth
         if w <= cfg.timeline_windows:
             run.timeline["A"] += [start + t for t in stats.a_steps]
             run.timeline["B"].append(start + cfg.period - 1)
             if synth:
                 run.timeline["synthesizer"].append(start + cfg.period - 1)
-        for k in acc:
-            v = getattr(stats, k)
-            if math.isfinite(v):
-                acc[k].append(v)
         tick = w * cfg.period
         if tick % cfg.eval_every == 0 or w == windows:
+            acc = {"own_loss": [], "b_loss": [], "synth_loss": [], "synth_cos": []}
+            for values, window in meter.flush():
+                numbers = summarize_window(values, cfg.period, cfg.batch_size)
+                if not (math.isfinite(numbers["own_loss"]) and math.isfinite(numbers["b_loss"])):
+                    raise DivergenceError(
+                        f"method={cfg.method!r}, T={cfg.period}: a training loss became non-finite in window {window}; "
+                        f"try a smaller lr (now {cfg.lr}) or synth_lr (now {cfg.synth_lr})"
+                    )
+                for k in acc:
+                    if math.isfinite(numbers[k]):
+                        acc[k].append(numbers[k])
             acc_a, acc_b = evaluate(system, x_test, y_test, cfg.period)
             run.history.append({"tick": tick, **counts, "acc_a": acc_a, "acc_b": acc_b,
                                 **{k: (sum(v) / len(v) if v else None) for k, v in acc.items()}})
-            acc = {k: [] for k in acc}
             bar.set_postfix(acc_b=f"{acc_b:.3f}")
+        if checkpoint is not None and w < windows and checkpoint.due(w):
+            checkpoint.save({
+                "step": w, **{name: getattr(system, name).state_dict() for name in ("a", "b", "opt_a", "opt_b")},
+                "interface": system.interface.checkpoint_state(), "states": (system.state_a, system.state_b),
+                "rng": rng_state(stream.generator), "history": run.history, "timeline": run.timeline,
+                "counts": counts, "meter": meter.state_dict(),
+            })
     run.final_a, run.final_b = run.history[-1]["acc_a"], run.history[-1]["acc_b"]
     return run
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .rnn import check_truncations
-from .runner import train_many
+from .runner import RunOptions, train_many
 from .stats import clearly_above, mean_sd, seed_summary
 from .timescales import (
     SYNTHETIC, TIMESCALE_LABELS, TimescaleConfig, TimescaleData, TimescaleRun, check_timescale_methods, train_timescales,
@@ -33,12 +33,12 @@ def configs(settings: dict, seeds: list[int]) -> dict[Key, TimescaleConfig]:
 
 
 def run_grid(settings: dict, data: TimescaleData, seeds: list[int], progress: bool = True,
-             workers: int = 1) -> dict[Key, TimescaleRun]:
+             workers: int = 1, options: RunOptions | None = None) -> dict[Key, TimescaleRun]:
     """Train every (method, T, seed), spread over ``workers`` processes (one thread per run, so the
-    numbers do not depend on ``workers``)."""
+    numbers do not depend on ``workers``); options: device, step cap, checkpoints (``runner.RunOptions``)."""
     cfgs = configs(settings, seeds)
     runs = train_many(list(cfgs.values()), data, workers=workers, progress=progress, desc="grid",
-                      train=train_timescales)
+                      train=train_timescales, options=options)
     return dict(zip(cfgs, runs))
 
 

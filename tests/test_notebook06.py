@@ -41,3 +41,12 @@ def test_missing_data_offline_fails_with_the_instructions(fails_cleanly, tmp_pat
     monkeypatch.setenv("DNI_OFFLINE", "1")
     monkeypatch.setenv("DNI_DATA_DIR", str(tmp_path / "empty"))
     fails_cleanly(NB06, tmp_path, "DNI_OFFLINE is set", dataset="ptb")
+
+
+def test_a_dry_run_caps_every_run_records_the_cap_and_asserts_no_claim(run_notebook, tmp_path):
+    out = run_notebook(NB06, tmp_path, methods=["bptt", "dni"], max_steps=2, device="cpu")
+    result = json.loads(out.read_text())
+    assert result["params"]["max_steps"] == 2 and result["environment"]["device"] == "cpu"
+    # 2 segments of 40 steps x 8 streams, validated once at the end
+    assert all([h["chars"] for h in r["history"]] == [640] for r in result["runs"].values())
+    assert "dry run (max_steps=2): the claims are not asserted" in (tmp_path / "out.ipynb").read_text()

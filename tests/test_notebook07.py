@@ -40,3 +40,16 @@ def test_missing_data_offline_fails_with_the_instructions(fails_cleanly, tmp_pat
     monkeypatch.setenv("DNI_OFFLINE", "1")
     monkeypatch.setenv("DNI_DATA_DIR", str(tmp_path / "empty"))
     fails_cleanly(NB07, tmp_path, "DNI_OFFLINE is set", dataset="mnist")
+
+
+def test_a_dry_run_caps_every_run_records_the_cap_and_asserts_no_claim(run_notebook, tmp_path):
+    out = run_notebook(NB07, tmp_path, methods=["bptt", "cdni"], periods=[4], max_steps=3, device="cpu")
+    result = json.loads(out.read_text())
+    assert result["params"]["max_steps"] == 3 and result["environment"]["device"] == "cpu"
+    assert {k: r["history"][-1]["tick"] for k, r in result["runs"].items()} == {"bptt-T4-seed0": 12, "cdni-T4-seed0": 12}
+    assert "dry run (max_steps=3): the claims are not asserted" in (tmp_path / "out.ipynb").read_text()
+
+
+def test_a_bad_device_or_step_cap_fails_clearly(fails_cleanly, tmp_path):
+    fails_cleanly(NB07, tmp_path / "a", "device='tpu' is unknown", device="tpu")
+    fails_cleanly(NB07, tmp_path / "b", "max_steps=-1 is invalid", max_steps=-1)
