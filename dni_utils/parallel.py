@@ -28,12 +28,30 @@ errors only. Launch: ``train_parallel`` (``torch.multiprocessing``, from a noteb
 ``torchrun --nproc-per-node K -m dni_utils.parallel --method dni`` (the same stage code).
 If a stage raises or dies, the launcher stops the others at once and raises ``StageFailedError``
 with the stage's message.
+
+Device. ``train_parallel(..., device=...)`` (``auto``: CUDA when available, else the CPU; ``cpu``;
+``cuda``; ``cuda:N``). On the CPU nothing differs from before. On CUDA stage k computes on
+``cuda:(N + k) % torch.cuda.device_count()`` (N = 0 for ``cuda``): on a machine with one GPU every
+stage shares it, each in its own process. The messages still travel over gloo through the host: a
+stage copies what it sends to the CPU (``.cpu()``) and what it receives to its GPU (``.to(device)``),
+a copy per message each way (for GPipe and 1F1B the stage's module is wrapped so that the
+pipeline's own messages cross the same way). NCCL is not used: it refuses two ranks on the same
+GPU, which is what a single-GPU machine has, and gloo's point-to-point messages take CPU tensors
+only. The per-step training loss stays on the device (``checkpoint.Meter``) and is read at the
+snapshots, where a NaN or infinite loss raises ``DivergenceError`` naming the step it first
+appeared at. The snapshots' weights are copied to the host as they are taken (the parent
+evaluates them on the CPU, as before).
+
+No checkpoints. The runs of notebook 08 last under a minute at ``cpu`` and their stages are
+separate processes that exchange messages in flight, so an interrupted run is started again rather
+than resumed; ``max_steps`` (``ParallelConfig.capped``) cuts them for a dry run.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import math
 import os
@@ -50,7 +68,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from .checkpoint import Meter, first_non_finite
 from .data import BatchSampler, load_dataset
+from .device import resolve_device, synchronize, use_device
 from .ff import DivergenceError, one_hot, task_loss
 from .interfaces import BackwardInterface
 from .models import FFNet, make_net
@@ -127,6 +147,22 @@ class ParallelConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid: expected a positive number")
         return self
+
+    def train_steps(self) -> int:
+        """Batches the run trains on."""
+        return self.steps
+
+    def capped(self, n: int) -> ParallelConfig:
+        """The same run cut to at most ``n`` batches (a dry run, or a timed warm-up), with at most
+        as many snapshots (the last at its end). When ``steps`` is a multiple of ``in_flight`` (every
+        profile's is: the pipelines' optimiser step takes ``in_flight`` batches) so is the cut,
+        rounded down, but never below ``in_flight``: one optimiser step of the pipelines."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"max_steps={n!r} is invalid: expected a positive integer")
+        steps = min(n, self.steps)
+        if self.steps % self.in_flight == 0:
+            steps = max(self.in_flight, steps - steps % self.in_flight)
+        return dataclasses.replace(self, steps=steps, snapshots=min(self.snapshots, steps))
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,9 +255,14 @@ def best_speedup(cfg: ParallelConfig, in_features: int = 784, n_classes: int = 1
 
 
 class _Clock:
-    """Seconds spent per activity, and the events of the recorded steps (for the timeline)."""
+    """Seconds spent per activity, and the events of the recorded steps (for the timeline).
 
-    def __init__(self, cfg: ParallelConfig) -> None:
+    On CUDA the device's work is queued: outside the recorded steps an activity's seconds are the
+    host's, and the queued work is charged to whatever waits for it next (a copy to the host before
+    a send, a snapshot); within them every activity waits for the device, so that the timeline is true."""
+
+    def __init__(self, cfg: ParallelConfig, device: torch.device = torch.device("cpu")) -> None:
+        self.device = device
         self.first, self.last = cfg.timeline_start, cfg.timeline_start + cfg.timeline_steps
         self.totals = dict.fromkeys(ACTIVITIES, 0.0)
         self.events: list[tuple[int, str, float, float]] = []
@@ -236,8 +277,13 @@ class _Clock:
 
     @contextlib.contextmanager
     def __call__(self, activity: str) -> Iterator[None]:
+        recorded = self.first <= self.step < self.last
+        if recorded:
+            synchronize(self.device)
         start = self.now()
         yield
+        if recorded:
+            synchronize(self.device)
         end = self.now()
         self.totals[activity] += end - start
         if self.first <= self.step < self.last:
@@ -247,14 +293,17 @@ class _Clock:
 class _Stage:
     """What every method's stage shares: its part of the network, data, snapshots, the clock."""
 
-    def __init__(self, rank: int, world: int, cfg: ParallelConfig, dataset: str) -> None:
-        self.rank, self.world, self.cfg = rank, world, cfg
+    def __init__(
+        self, rank: int, world: int, cfg: ParallelConfig, dataset: str, device: torch.device = torch.device("cpu")
+    ) -> None:
+        self.rank, self.world, self.cfg, self.device = rank, world, cfg, device
         self.last = rank == world - 1
         data = load_dataset(dataset)
         self.n_classes = data.n_classes
         self.in_shape = data.shape
         torch.manual_seed(cfg.seed)  # every stage builds the same whole network, then keeps its part
-        net = make_net("fcn", data.shape, cfg.depth, cfg.width, data.n_classes)
+        # on the CPU, from the seed, then moved: the same initial weights on every device
+        net = make_net("fcn", data.shape, cfg.depth, cfg.width, data.n_classes).to(device)
         self.split = stage_split(cfg, math.prod(data.shape), data.n_classes)
         start = sum(self.split[:rank])
         self.block_range = (start, start + self.split[rank])
@@ -264,15 +313,19 @@ class _Stage:
         self.module.train()
         self.opt = OPTIMIZERS[cfg.optimizer](self.module.parameters(), lr=cfg.lr)
         self.net = net
+        # The pipelines' batches enter PipelineStage on the host (its messages are on the host; see
+        # _OnDevice); every other method's are drawn from the data on the device. The batches are the same.
+        if cfg.method not in PIPELINES:
+            data = data.on(device)
         self.sampler = BatchSampler(data.x_train, data.y_train, cfg.batch_size, seed=cfg.seed)
-        self.clock = _Clock(cfg)
+        self.clock = _Clock(cfg, device)
         points = {round(i * cfg.steps / cfg.snapshots) for i in range(1, cfg.snapshots + 1)}
         if cfg.steps % cfg.in_flight == 0:  # a pipeline's optimiser step takes in_flight batches: the
             # snapshots of every method fall on multiples of in_flight, so that they compare at equal examples
             points = {max(cfg.in_flight, p - p % cfg.in_flight) for p in points}
         self.points = sorted(points)
         self.snapshots: list[dict] = []
-        self.losses: list[float] = []
+        self.losses = Meter()  # the last stage's summed training loss per batch, read at the snapshots
         self.updates = 0
 
     def input_shape(self) -> tuple[int, ...]:
@@ -283,25 +336,30 @@ class _Stage:
             raise RuntimeError(f"stage {self.rank} raised at step {step}, as fail_at={self.cfg.fail_at} asked")
 
     def check_loss(self, loss: torch.Tensor, step: int) -> None:
-        value = loss.item() / self.cfg.batch_size
-        if not math.isfinite(value):
-            raise DivergenceError(
-                f"method={self.cfg.method!r}: the training loss became {value} at step {step}; try a smaller lr (now {self.cfg.lr})"
-            )
-        self.losses.append(value)
+        """Keep the step's loss on the device; ``maybe_snapshot`` reads and checks it."""
+        self.losses.add(loss.detach(), step)
 
     def maybe_snapshot(self, batches: int) -> None:
         if self.points and batches == self.points[0]:
             self.points.pop(0)
+            values, steps = self.losses.flush()  # the one read of the losses since the last snapshot
+            values = [v / self.cfg.batch_size for v in values]  # per example, as loss.item() / batch gave
+            bad = first_non_finite(values, steps)
+            if bad is not None:
+                raise DivergenceError(
+                    f"method={self.cfg.method!r}: the training loss became {bad[1]} at step {bad[0]}; "
+                    f"try a smaller lr (now {self.cfg.lr})"
+                )
+            synchronize(self.device)
             self.snapshots.append({
                 "batches": batches,
                 "seconds": self.clock.now(),
-                "state": {k: v.detach().clone() for k, v in self.module.state_dict().items()},
-                "train_loss": sum(self.losses) / len(self.losses) if self.losses else None,
+                "state": {k: v.detach().to("cpu", copy=True) for k, v in self.module.state_dict().items()},
+                "train_loss": sum(values) / len(values) if values else None,
             })
-            self.losses = []
 
     def result(self, extra: dict) -> dict:
+        synchronize(self.device)
         return {
             "rank": self.rank, "split": self.split, "block_range": self.block_range, "snapshots": self.snapshots,
             "totals": self.clock.totals, "events": self.clock.events, "elapsed": self.clock.now(),
@@ -331,7 +389,9 @@ def _train_pipeline(stage: _Stage) -> dict:
     from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
     cfg, m = stage.cfg, stage.cfg.in_flight
-    pipe = PipelineStage(stage.module, stage.rank, stage.world, torch.device("cpu"),
+    # The pipeline's messages are on the host (gloo); on CUDA the module is wrapped to cross over.
+    module = stage.module if stage.device.type == "cpu" else _OnDevice(stage.module, stage.device)
+    pipe = PipelineStage(module, stage.rank, stage.world, torch.device("cpu"),
                          input_args=(torch.zeros(stage.input_shape()),))
     schedule = {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B}[cfg.method](pipe, n_microbatches=m, loss_fn=task_loss)
     dist.barrier()
@@ -369,12 +429,12 @@ def _train_decoupled(stage: _Stage) -> dict:
             synth = getattr(importlib.import_module(module), name)(cfg, k, stage.net, stage.split)
         else:
             synth = make_synthesizer("linear", (cfg.width,), 0, cfg.width, context_features=context)
-        iface = BackwardInterface(synth, lr=cfg.synth_lr, scale=cfg.grad_scale)
+        iface = BackwardInterface(synth, lr=cfg.synth_lr, scale=cfg.grad_scale).to(stage.device)  # in place
     forward_sends: deque = deque()  # (work, tensor): the tensor must outlive its send
     backward_sends: deque = deque()
     targets: deque = deque()  # (batch, work, buffer) per prediction awaiting its target
     late: Counter = Counter()  # batches late -> targets
-    synth_losses: list[float] = []
+    synth_losses = Meter()  # read once, at the end
 
     def settle(sends: deque, limit: int) -> None:
         while len(sends) > limit:
@@ -390,7 +450,7 @@ def _train_decoupled(stage: _Stage) -> dict:
             with clock("wait for target"):
                 work.wait()
             with clock("compute"):
-                synth_losses.append(iface.update(buffer))
+                synth_losses.add(iface.update(buffer.to(stage.device)))
             late[t - b] += 1
 
     dist.barrier()
@@ -403,10 +463,10 @@ def _train_decoupled(stage: _Stage) -> dict:
         if k == 0:
             inp = x
         else:
-            inp = torch.empty(stage.input_shape())
+            inp = torch.empty(stage.input_shape())  # on the host: gloo's messages are
             with clock("wait for input"):
                 dist.recv(inp, src=k - 1, tag=0)
-            inp.requires_grad_()
+            inp = inp.to(stage.device).requires_grad_()  # on the CPU: the same tensor
         with clock("compute"):
             stage.opt.zero_grad(set_to_none=True)
             h = stage.blocks(inp)
@@ -421,11 +481,12 @@ def _train_decoupled(stage: _Stage) -> dict:
             stage.check_loss(loss, t)
         else:
             with clock("send"):
+                message = message.cpu()  # on the CPU: the same tensor; on CUDA: a copy to the host
                 forward_sends.append((dist.isend(message, dst=k + 1, tag=0), message))
                 buffer = torch.empty_like(message)
                 targets.append((t, dist.irecv(buffer, src=k + 1, tag=1), buffer))
         if k > 0:
-            grad = inp.grad.detach()
+            grad = inp.grad.detach().cpu()
             with clock("send"):
                 backward_sends.append((dist.isend(grad, dst=k - 1, tag=1), grad))
         settle(forward_sends, cfg.in_flight)
@@ -441,20 +502,33 @@ def _train_decoupled(stage: _Stage) -> dict:
     return stage.result({
         "staleness": dict(sorted(late.items())),
         "synth_updates": iface.n_updates if iface is not None else 0,
-        "synth_losses": synth_losses,
+        "synth_losses": synth_losses.flush()[0],
     })
 
 
-def run_stage(rank: int, world: int, cfg: ParallelConfig, dataset: str, out_dir: str | Path, init_method: str) -> Path:
-    """Train stage ``rank`` of ``world`` and write what it recorded to ``out_dir/stage<rank>.pt``
-    (atomically). The same function serves ``train_parallel`` and ``torchrun``."""
+def stage_device(device: str | torch.device, rank: int) -> torch.device:
+    """Where stage ``rank`` computes: the CPU, or on CUDA the GPU ``(N + rank) % count`` of the
+    machine's ``count`` GPUs (N: the index ``device`` names, 0 for ``cuda``)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return torch.device("cpu")
+    return torch.device("cuda", ((device.index or 0) + rank) % torch.cuda.device_count())
+
+
+def run_stage(
+    rank: int, world: int, cfg: ParallelConfig, dataset: str, out_dir: str | Path, init_method: str,
+    device: str | torch.device = "cpu",
+) -> Path:
+    """Train stage ``rank`` of ``world`` on ``device`` (``stage_device``) and write what it recorded to
+    ``out_dir/stage<rank>.pt`` (atomically). The same function serves ``train_parallel`` and ``torchrun``."""
     cfg.validate()
+    device = use_device(stage_device(resolve_device(device), rank))
     torch.set_num_threads((os.cpu_count() or 1) if cfg.method == "bprop_threads" else 1)
     if world > 1:
         dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world,
                                 timeout=timedelta(seconds=cfg.comm_timeout))
     try:
-        stage = _Stage(rank, world, cfg, dataset)
+        stage = _Stage(rank, world, cfg, dataset, device)
         train = {"gpipe": _train_pipeline, "1f1b": _train_pipeline, "dni": _train_decoupled, "cdni": _train_decoupled}
         result = train.get(cfg.method, _train_bprop)(stage)
         path = Path(out_dir) / f"stage{rank}.pt"
@@ -466,8 +540,22 @@ def run_stage(rank: int, world: int, cfg: ParallelConfig, dataset: str, out_dir:
             dist.destroy_process_group()
 
 
-def _spawned(rank: int, world: int, cfg: ParallelConfig, dataset: str, out_dir: str, init_method: str) -> None:
-    run_stage(rank, world, cfg, dataset, out_dir, init_method)
+def _spawned(rank: int, world: int, cfg: ParallelConfig, dataset: str, out_dir: str, init_method: str,
+             device: str) -> None:
+    run_stage(rank, world, cfg, dataset, out_dir, init_method, device)
+
+
+class _OnDevice(nn.Module):
+    """A pipeline stage's module on a GPU behind host-side edges: its input is copied to the
+    device and its output back to the host (PipelineStage's messages are gloo's, on the host);
+    autograd carries the gradients back across both copies."""
+
+    def __init__(self, module: nn.Module, device: torch.device) -> None:
+        super().__init__()
+        self.module, self.device = module, device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x.to(self.device)).cpu()
 
 
 # --------------------------------------------------------------------------------------------
@@ -545,20 +633,26 @@ def assemble(cfg: ParallelConfig, stages: list[dict], data) -> ParallelRun:
     return run
 
 
-def train_parallel(cfg: ParallelConfig, dataset: str, data=None, timeout: float | None = None) -> ParallelRun:
+def train_parallel(
+    cfg: ParallelConfig, dataset: str, data=None, timeout: float | None = None, device: str | torch.device = "cpu"
+) -> ParallelRun:
     """Run ``cfg`` in ``cfg.workers`` processes (spawned; one thread each, all threads for
     ``bprop_threads``) on ``dataset``, then evaluate its snapshots on ``data``'s test set
-    (``data``: the loaded dataset, loaded here if None).
+    (``data``: the loaded dataset, loaded here if None), on the CPU here.
+
+    device: where the stages compute (``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``; see the module
+    and ``stage_device``); an unknown device, or CUDA where there is none, is refused here.
 
     If a stage raises or dies, the others are stopped at once and ``StageFailedError`` says which
     stage and why; so too if the run takes longer than ``timeout`` seconds. No process outlives
     this call, and the rendezvous files go with it.
     """
     cfg.validate()
+    device = str(resolve_device(device))
     world = cfg.workers
     with tempfile.TemporaryDirectory(prefix="dni-parallel-") as tmp:
         init_method = Path(tmp, "rendezvous").as_uri()
-        context = mp.start_processes(_spawned, args=(world, cfg, dataset, tmp, init_method), nprocs=world,
+        context = mp.start_processes(_spawned, args=(world, cfg, dataset, tmp, init_method, device), nprocs=world,
                                      join=False, start_method="spawn")
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
@@ -606,7 +700,8 @@ PARALLEL_PROFILES: dict[str, dict] = {
         lr=3e-4, synth_lr=3e-4, in_flight=2, staleness=2, snapshots=8, timeline_start=200, timeline_steps=5,
         error_points=1.0, assert_errors=True, assert_speed=True, speedup_target=1.4,
     ),
-    # Our choices (the paper has no parallel experiment): K = the GPUs of the machine, NCCL. Not run.
+    # Our choices (the paper has no parallel experiment). Not run in full: on a GPU machine the stages
+    # share its GPUs (stage k on GPU k % count), their messages over gloo through the host (see the module).
     "paper": dict(
         dataset="mnist", methods=list(PARALLEL_METHODS), seeds=[0, 1, 2], stages=2, depth=8, width=1024, batch_size=256, steps=20_000,
         lr=3e-4, synth_lr=3e-4, in_flight=2, staleness=2, snapshots=20, timeline_start=1000, timeline_steps=5,
@@ -625,6 +720,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="smoke", choices=tuple(PARALLEL_PROFILES))
     parser.add_argument("--out", type=Path, help="folder for the stages' files (torchrun)")
     parser.add_argument("--collect", type=Path, help="evaluate the stages' files in this folder")
+    parser.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N (see the module)")
     args = parser.parse_args(argv)
     settings = PARALLEL_PROFILES[args.profile]
     fields = {k: v for k, v in settings.items() if k in ParallelConfig.__dataclass_fields__}
@@ -636,14 +732,14 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0:
             args.out.mkdir(parents=True, exist_ok=True)
             torch.save(asdict(cfg), args.out / "config.pt")  # a dict: under torchrun this module is __main__
-        run_stage(rank, int(os.environ["WORLD_SIZE"]), cfg, settings["dataset"], args.out, "env://")
+        run_stage(rank, int(os.environ["WORLD_SIZE"]), cfg, settings["dataset"], args.out, "env://", args.device)
         return 0
     if args.collect is not None:
         cfg = ParallelConfig(**torch.load(args.collect / "config.pt"))
         stages = [torch.load(p, weights_only=False) for p in sorted(args.collect.glob("stage*.pt"))]
         run = assemble(cfg, stages, load_dataset(settings["dataset"]))
     else:
-        run = train_parallel(cfg, settings["dataset"])
+        run = train_parallel(cfg, settings["dataset"], device=args.device)
     print(f"{PARALLEL_LABELS[cfg.method]}: {run.examples[-1]} examples, test error {run.final_error:.4f}, "
           f"{run.throughput:.0f} examples/s")
     return 0

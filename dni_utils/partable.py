@@ -4,13 +4,20 @@ notebook only), the claims and README rows."""
 
 from __future__ import annotations
 
+import dataclasses
+import time
+
 import pandas as pd
+import torch
 from tqdm import tqdm
 
+from .device import resolve_device
+from .clock import WALL_CLOCK
 from .parallel import (
     WAITS, PARALLEL_LABELS, PARALLEL_METHODS, PIPELINES, ParallelConfig, ParallelRun, best_speedup, stage_split,
     train_parallel,
 )
+from .runner import _duration
 from .stats import mean_sd, seed_summary
 
 Key = tuple[str, int]  # (method, seed)
@@ -29,19 +36,75 @@ def check_parallel_methods(methods: list) -> list[str]:
     return list(dict.fromkeys(methods))
 
 
-def configs(settings: dict, seeds: list[int]) -> dict[Key, ParallelConfig]:
-    """Every run's configuration, validated before the first one starts."""
+def configs(settings: dict, seeds: list[int], max_steps: int = 0) -> dict[Key, ParallelConfig]:
+    """Every run's configuration, validated before the first one starts; with ``max_steps`` (a dry
+    run) each cut to at most that many batches (``ParallelConfig.capped``)."""
+    if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 0:
+        raise ValueError(f"max_steps={max_steps!r} is invalid: expected an integer >= 0 (0 = no cap)")
     values = {k: settings[k] for k in _CONFIG_KEYS}
-    return {(m, s): ParallelConfig(method=m, seed=s, **values).validate()
+    cfgs = {(m, s): ParallelConfig(method=m, seed=s, **values).validate()
             for s in seeds for m in check_parallel_methods(settings["methods"])}
+    return {key: cfg.capped(max_steps).validate() if max_steps else cfg for key, cfg in cfgs.items()}
 
 
-def run_all(settings: dict, data, seeds: list[int], progress: bool = True) -> dict[Key, ParallelRun]:
-    """Every (method, seed), one after another, so that each run has the machine to itself."""
-    cfgs = configs(settings, seeds)
+def method_costs(
+    cfgs: dict[Key, ParallelConfig], dataset: str, data, device: str | torch.device = "cpu", warmup_steps: int = 10
+) -> dict[str, tuple[float, float]]:
+    """Per method (seeds cost the same), the fixed seconds of a run and its seconds per batch, from
+    one run cut to ``warmup_steps`` batches with one snapshot: its stages' own clock (from the start
+    barrier) gives the seconds per batch, the rest of its wall-clock time is the fixed cost (starting
+    the processes, loading the data, evaluating a snapshot)."""
+    costs: dict[str, tuple[float, float]] = {}
+    for cfg in cfgs.values():
+        if cfg.method not in costs:
+            short = dataclasses.replace(cfg.capped(warmup_steps), snapshots=1).validate()
+            start = time.perf_counter()
+            run = train_parallel(short, dataset, data, device=device)
+            total = time.perf_counter() - start
+            costs[cfg.method] = (max(total - run.elapsed, 0.0), run.elapsed / short.steps)
+    return costs
+
+
+def estimate_seconds(cfgs: dict[Key, ParallelConfig], costs: dict[str, tuple[float, float]]) -> dict[Key, float]:
+    """Each run's estimated seconds: its method's fixed cost + its batches x the seconds per batch
+    (``method_costs``; the evaluations of the snapshots but one are not counted)."""
+    return {key: costs[cfg.method][0] + costs[cfg.method][1] * cfg.steps for key, cfg in cfgs.items()}
+
+
+def run_all(
+    settings: dict, data, seeds: list[int], progress: bool = True, device: str = "cpu", max_steps: int = 0,
+    estimate: bool = True, warmup_steps: int = 10,
+) -> dict[Key, ParallelRun]:
+    """Every (method, seed), one after another, so that each run has the machine to itself.
+
+    device: where the stages compute (``parallel.train_parallel``); max_steps: cut every run to at
+    most that many batches (0: no cap; a dry run); estimate: first print the runs, their batches and
+    the time they should take (in a dry run, uncapped too), from a timed run of each method cut to
+    ``warmup_steps`` batches (or ``max_steps``, if fewer).
+    """
+    full = configs(settings, seeds)
+    cfgs = configs(settings, seeds, max_steps)
+    where = resolve_device(device)
+    batches = sum(cfg.steps for cfg in cfgs.values())
+    print(f"runs: {len(cfgs)} runs to train, {batches:,} batches in all, on {where.type}, one after another"
+          + (f"; every run capped at {max_steps} batches" if max_steps else ""))
+    if estimate:
+        warmup = min(warmup_steps, max_steps) if max_steps else warmup_steps
+        costs = method_costs(full, settings["dataset"], data, device, warmup)
+
+        def say(what: str, runs: dict[Key, ParallelConfig]) -> None:
+            # one line, its seconds at the end only: the executed copy drops them (executed.WALL_CLOCK)
+            seconds = sum(estimate_seconds(runs, costs).values())
+            readable = f" ({_duration(seconds)})" if seconds >= 120 else ""
+            print(f"{WALL_CLOCK} estimated for {what}, from a {warmup}-batch warm-up of each of the {len(costs)} "
+                  f"methods on {where.type}, in {seconds:.0f} s{readable}")
+
+        say(f"the {len(cfgs)} runs", cfgs)
+        if max_steps:
+            say(f"the same {len(full)} runs uncapped ({sum(c.steps for c in full.values()):,} batches in all)", full)
     runs = {}
     for key, cfg in tqdm(cfgs.items(), desc="runs", disable=not progress):
-        runs[key] = train_parallel(cfg, settings["dataset"], data)
+        runs[key] = train_parallel(cfg, settings["dataset"], data, device=device)
     return runs
 
 

@@ -18,19 +18,31 @@ was trained in.
 
 Choice where the paper is silent: ``M_{i-1}`` predicts at the output of block i-1 and is regressed
 onto the gradient at block i's *synthetic* input; the two points coincide as ``I_i`` learns.
+
+Paper scale. ``train_unlock`` takes a ``device`` (the data, the blocks, the synthesizers and every
+optimiser state live there; the modules are built on the CPU with the same seed and then moved, so
+the CPU numbers are those of before) and reads nothing back from it between log points: the
+per-step losses wait on the device in ``Meter``s and are read at the next log point, where a NaN or
+infinite training loss raises ``DivergenceError`` naming the step it first appeared at. With a
+``Checkpoint`` it saves its whole state (blocks, interfaces, optimisers, schedulers, sampler,
+generators, history, the losses since the last log point, counters) and resumes from it to the
+same numbers as an uninterrupted run.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
+import contextlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from .checkpoint import Checkpoint, Meter, first_non_finite, rng_state, set_rng_state
 from .data import BatchSampler, Dataset
-from .ff import DivergenceError, one_hot, task_loss
+from .device import use_device
+from .ff import DivergenceError, FFConfig, FFRun, one_hot, task_loss, train_ff
 from .interfaces import BackwardInterface, ForwardInterface
 from .models import FFNet, make_net
 from .synthesizers import SYNTHESIZER_KINDS, make_synthesizer
@@ -73,6 +85,18 @@ class UnlockConfig:
             raise ValueError(f"lr_milestones={self.lr_milestones!r} is invalid: expected fractions in (0, 1)")
         return self
 
+    def train_steps(self) -> int:
+        """Training-loop iterations of the run."""
+        return self.steps
+
+    def capped(self, n: int) -> UnlockConfig:
+        """The same run cut to at most ``n`` iterations, logged and evaluated at its last one (the
+        learning-rate milestones, fractions of ``steps``, fall at the same fractions of the cut
+        run): the paper-profile dry runs and the cost estimate's warm-up."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"max_steps={n!r} is invalid: expected a positive integer")
+        return replace(self, steps=min(n, self.steps), log_every=min(n, self.log_every))
+
 
 @dataclass
 class UnlockRun:
@@ -101,10 +125,13 @@ class UnlockRun:
 class UnlockTrainer:
     """A network whose layers each hold their own optimiser, synthetic input and synthetic gradient."""
 
-    def __init__(self, cfg: UnlockConfig, in_shape: tuple[int, ...], n_classes: int) -> None:
+    def __init__(
+        self, cfg: UnlockConfig, in_shape: tuple[int, ...], n_classes: int, device: torch.device | str = "cpu"
+    ) -> None:
         self.cfg = cfg.validate()
         self.n_classes = n_classes
-        torch.manual_seed(cfg.seed)
+        self.device = torch.device(device)
+        torch.manual_seed(cfg.seed)  # everything is built on the CPU, as before, then moved to the device
         self.net: FFNet = make_net("fcn", in_shape, cfg.depth, cfg.width, n_classes)
         synth_lr = cfg.synth_lr or cfg.lr
         ctx = n_classes if cfg.context else 0
@@ -125,6 +152,8 @@ class UnlockTrainer:
             )
             for shape in self.net.shapes
         )
+        for m in (self.net, self.grads, self.inputs):
+            m.to(self.device)  # in place: the interfaces' optimisers keep their parameters
         self.block_opts = [torch.optim.Adam(b.parameters(), lr=cfg.lr) for b in self.net.blocks]
         self.head_opt = torch.optim.Adam(self.net.head.parameters(), lr=cfg.lr)
         opts = [*self.block_opts, self.head_opt, *(i.optimizer for i in [*self.grads, *self.inputs])]
@@ -143,9 +172,10 @@ class UnlockTrainer:
         for m in (self.net, self.grads, self.inputs):
             m.eval()
 
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One iteration: every layer trains on its synthetic input and gradient; returns the
-        output layer's task loss (on its synthetic input) per example."""
+        output layer's summed task loss on its synthetic input, a 0-d tensor on the device (divide
+        its value by the batch size for the loss per example; reading it waits for the device)."""
         ctx = self.context(y)
         outputs: list[torch.Tensor] = []  # h_i, sent forward: targets of I_{i+1}
         input_grads: list[torch.Tensor] = []  # gradient at the input of layer i >= 1: targets of M_{i-1}
@@ -173,7 +203,32 @@ class UnlockTrainer:
             iface.update(target)  # L_I = ‖ĥ_i − h_i‖² / B
         for s in self.schedulers:
             s.step()
-        return loss.item() / x.shape[0]
+        return loss.detach()
+
+    def state_dict(self) -> dict:
+        """Everything a checkpoint needs of the trainer (taken between steps: nothing is pending)."""
+        return {
+            "net": self.net.state_dict(),
+            "grads": [i.checkpoint_state() for i in self.grads],
+            "inputs": [i.checkpoint_state() for i in self.inputs],
+            "block_opts": [o.state_dict() for o in self.block_opts],
+            "head_opt": self.head_opt.state_dict(),
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "updates": list(self.updates),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["net"])
+        for iface, s in zip(self.grads, state["grads"], strict=True):
+            iface.load_checkpoint_state(s)
+        for iface, s in zip(self.inputs, state["inputs"], strict=True):
+            iface.load_checkpoint_state(s)
+        for opt, s in zip(self.block_opts, state["block_opts"], strict=True):
+            opt.load_state_dict(s)
+        self.head_opt.load_state_dict(state["head_opt"])
+        for sched, s in zip(self.schedulers, state["schedulers"], strict=True):
+            sched.load_state_dict(s)
+        self.updates = list(state["updates"])
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 2000) -> dict:
@@ -203,45 +258,76 @@ class UnlockTrainer:
         }
 
 
-def train_unlock(cfg: UnlockConfig, data: Dataset, progress: bool = True, desc: str | None = None) -> UnlockRun:
+def train_unlock(
+    cfg: UnlockConfig, data: Dataset, progress: bool = True, desc: str | None = None,
+    device: torch.device | str | None = None, checkpoint: Checkpoint | None = None,
+) -> UnlockRun:
     """Train one completely unlocked network with ``cfg`` on ``data`` and log on the step grid.
 
-    Raises ``DivergenceError`` if the loss becomes NaN or infinite.
+    device: where it computes (``cpu`` | ``cuda`` | ``cuda:N`` | ``auto``, or a ``torch.device``;
+    None: the CPU).
+    checkpoint: saves the run's whole state when due and resumes from the latest save (the result
+    is the same as without it).
+
+    Raises ``DivergenceError`` if the loss becomes NaN or infinite (at the next log point, naming
+    the step where it first did).
     """
-    trainer = UnlockTrainer(cfg, data.shape, data.n_classes)
+    device = use_device(device or "cpu")
+    data = data.on(device)
+    trainer = UnlockTrainer(cfg, data.shape, data.n_classes, device)
     sampler = BatchSampler(data.x_train, data.y_train, cfg.batch_size, seed=cfg.seed)
     run = UnlockRun(config=cfg)
     trainer.train()
-    losses: list[float] = []
-    grad_losses: list[list[float]] = [[] for _ in trainer.grads]
-    input_losses: list[list[float]] = [[] for _ in trainer.inputs]
-    bar = tqdm(range(1, cfg.steps + 1), desc=desc or "complete unlock", disable=not progress, mininterval=5,
-               leave=False)
+    losses = Meter()  # the output layer's summed task loss per step
+    synth_losses = [Meter() for _ in [*trainer.grads, *trainer.inputs]]  # L_M of each M_i, then L_I of each I_i
+    start = 0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        trainer.load_state_dict(saved["trainer"])
+        sampler.load_state_dict(saved["sampler"])
+        set_rng_state(saved["rng"])
+        run.history = saved["history"]
+        losses.load_state_dict(saved["losses"], device)
+        for meter, state in zip(synth_losses, saved["synth_losses"], strict=True):
+            meter.load_state_dict(state, device)
+        start = saved["step"]
+    bar = tqdm(range(start + 1, cfg.steps + 1), desc=desc or "complete unlock", disable=not progress, mininterval=5,
+               leave=False, initial=start, total=cfg.steps)
     for step in bar:
         x, y = sampler.next()
-        loss = trainer.step(x, y)
-        if not math.isfinite(loss):
-            raise DivergenceError(
-                f"complete unlock, depth={cfg.depth}: the training loss became {loss} at step {step}; "
-                f"try a smaller lr (now {cfg.lr})"
-            )
-        losses.append(loss)
-        for acc, iface in zip(grad_losses + input_losses, [*trainer.grads, *trainer.inputs]):
-            acc.append(iface.last_loss)
+        losses.add(trainer.step(x, y), step)
+        for meter, iface in zip(synth_losses, [*trainer.grads, *trainer.inputs]):
+            meter.add(iface.last_loss_tensor, step)
         if step % cfg.log_every == 0 or step == cfg.steps:
+            values, steps = losses.flush()
+            per_example = [v / cfg.batch_size for v in values]  # as loss.item() / batch, every step
+            bad = first_non_finite(per_example, steps)
+            if bad is not None:
+                raise DivergenceError(
+                    f"complete unlock, depth={cfg.depth}: the training loss became {bad[1]} at step {bad[0]}; "
+                    f"try a smaller lr (now {cfg.lr})"
+                )
+            means = [sum(a) / len(a) for a in (m.flush()[0] for m in synth_losses)]
             run.history.append(
                 {
                     "step": step,
-                    "train_loss": sum(losses) / len(losses),
+                    "train_loss": sum(per_example) / len(per_example),
                     **trainer.evaluate(data.x_test, data.y_test),
-                    "grad_synth_loss": [sum(a) / len(a) for a in grad_losses],
-                    "input_synth_loss": [sum(a) / len(a) for a in input_losses],
+                    "grad_synth_loss": means[: len(trainer.grads)],
+                    "input_synth_loss": means[len(trainer.grads) :],
                 }
             )
             bar.set_postfix(loss=f"{run.history[-1]['train_loss']:.3f}", err=f"{run.history[-1]['test_error']:.3f}")
-            losses = []
-            grad_losses = [[] for _ in trainer.grads]
-            input_losses = [[] for _ in trainer.inputs]
+        if checkpoint is not None and step < cfg.steps and checkpoint.due(step):
+            checkpoint.save({
+                "step": step,
+                "trainer": trainer.state_dict(),
+                "sampler": sampler.state_dict(),
+                "rng": rng_state(),
+                "history": run.history,
+                "losses": losses.state_dict(),
+                "synth_losses": [m.state_dict() for m in synth_losses],
+            })
     run.test_error = run.history[-1]["test_error"]
     run.synthetic_test_error = run.history[-1]["synthetic_test_error"]
     run.updates = list(trainer.updates)
@@ -300,3 +386,39 @@ def claims(run: UnlockRun, max_error: float, compose_slack: float, max_input_err
         "layers_compose": composed <= synthetic + compose_slack,
         "synthetic_inputs_match": all(e <= max_input_error for e in last["input_rel_error"]),
     }
+
+
+#: The intra-op threads of this process when this module was imported (torch's default: one per
+#: core). The complete unlock has always trained with them (``results/04_*.cpu.json`` was made so),
+#: while ``runner.train_many`` gives its runs one thread each; see ``train_unlock_or_ff``.
+UNLOCK_THREADS = torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train_unlock_or_ff(
+    cfg: UnlockConfig | FFConfig, data: Dataset, progress: bool = True, desc: str | None = None,
+    device: torch.device | str | None = None, checkpoint: Checkpoint | None = None,
+) -> UnlockRun | FFRun:
+    """Notebook 04's runs in one ``runner.train_many`` grid (one cost estimate, one step cap, one
+    checkpoint folder for all of them): an ``UnlockConfig`` trains with ``train_unlock``, an
+    ``FFConfig`` (the methods compared beside it) with ``ff.train_ff``.
+
+    The complete unlock trains with ``UNLOCK_THREADS`` intra-op threads rather than the one thread
+    ``train_many`` sets: on the CPU the number of threads changes the order of the sums, hence the
+    last bits of the numbers, and the committed results were made with the default (the comparison
+    runs have always trained through ``train_many``, with one)."""
+    if isinstance(cfg, UnlockConfig):
+        with _threads(UNLOCK_THREADS):
+            return train_unlock(cfg, data, progress=progress, desc=desc, device=device, checkpoint=checkpoint)
+    if isinstance(cfg, FFConfig):
+        return train_ff(cfg, data, progress=progress, desc=desc, device=device, checkpoint=checkpoint)
+    raise TypeError(f"cfg={cfg!r} is invalid: expected an UnlockConfig or an FFConfig")

@@ -42,3 +42,25 @@ def test_missing_data_offline_fails_with_the_instructions(fails_cleanly, tmp_pat
     monkeypatch.setenv("DNI_OFFLINE", "1")
     monkeypatch.setenv("DNI_DATA_DIR", str(tmp_path / "empty"))
     fails_cleanly(NB08, tmp_path, "DNI_OFFLINE is set", dataset="mnist")
+
+
+def test_a_dry_run_caps_the_runs_records_the_cap_and_prints_the_estimate(run_notebook, tmp_path):
+    import re
+
+    import nbformat
+
+    path = run_notebook(NB08, tmp_path, methods=["bprop", "gpipe"], max_steps=3, device="cpu")
+    result = json.loads(path.read_text())
+    assert result["params"]["max_steps"] == 3 and result["environment"]["device"] == "cpu"
+    assert {r["config"]["steps"] for r in result["runs"].values()} == {2}  # 3, rounded down to in_flight=2
+    printed = "".join(o.get("text", "") for c in nbformat.read(tmp_path / "out.ipynb", 4).cells
+                      if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "runs: 2 runs to train, 4 batches in all, on cpu, one after another; every run capped at 3 batches" in printed
+    estimates = [line for line in printed.splitlines() if line.startswith("wall-clock: estimated")]
+    assert len(estimates) == 2 and "uncapped (48 batches in all)" in estimates[1]
+    assert all(re.fullmatch(r"wall-clock: (.*) in [0-9.,]+ s( \([^()]*\))?", line) for line in estimates)
+    assert "dry run (max_steps=3): the claims are not asserted" in printed
+
+
+def test_an_unknown_device_fails_clearly_and_leaves_nothing_behind(fails_cleanly, tmp_path):
+    fails_cleanly(NB08, tmp_path, "device='tpu' is unknown", device="tpu")

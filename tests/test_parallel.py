@@ -176,3 +176,94 @@ def test_torchrun_runs_the_same_stages_to_the_same_numbers(tmp_path):
     data = load_dataset(PARALLEL_PROFILES["smoke"]["dataset"])
     spawned = train_parallel(cfg, "mnist-5k", data, timeout=120)
     assert assemble(cfg, stages, data).to_dict() == spawned.to_dict()
+
+
+def test_capped_cuts_every_method_to_whole_pipeline_steps():
+    cfg = ParallelConfig(**{**TINY, "method": "gpipe", "steps": 24, "snapshots": 6})
+    assert cfg.train_steps() == 24
+    assert cfg.capped(100) == cfg
+    assert (cfg.capped(7).steps, cfg.capped(7).snapshots) == (6, 6)  # rounded down to in_flight=2
+    assert (cfg.capped(2).steps, cfg.capped(2).snapshots) == (2, 2)
+    assert cfg.capped(1).steps == 2  # never below one optimiser step of the pipelines
+    for method in ("bprop", "dni", "1f1b"):
+        ParallelConfig(**{**TINY, "method": method, "steps": 24}).capped(3).validate()
+    with pytest.raises(ValueError, match=r"max_steps=0 is invalid: expected a positive integer"):
+        cfg.capped(0)
+
+
+def test_a_dry_run_caps_every_config_and_a_bad_cap_is_refused():
+    from dni_utils.partable import configs
+
+    settings = PARALLEL_PROFILES["smoke"]
+    assert {c.steps for c in configs(settings, [0], max_steps=5).values()} == {4}
+    assert {c.steps for c in configs(settings, [0]).values()} == {settings["steps"]}
+    with pytest.raises(ValueError, match=r"max_steps=-1 is invalid: expected an integer >= 0 \(0 = no cap\)"):
+        configs(settings, [0], max_steps=-1)
+
+
+def test_a_huge_learning_rate_is_a_clear_error_naming_the_step(data):
+    # the losses are read at the snapshots, but the error names the step they first went bad at
+    with pytest.raises(StageFailedError, match=r"stage 0 of 1 raised(.|\n)*DivergenceError: method='bprop': the training "
+                                               r"loss became nan at step 1; try a smaller lr \(now 10000000000\.0\)"):
+        _run(data, method="bprop", lr=1e10, steps=6)
+
+
+def test_an_unknown_device_is_refused_before_any_stage_starts(data):
+    with pytest.raises(ValueError, match=r"device='tpu' is unknown: expected one of"):
+        train_parallel(ParallelConfig(**{**TINY, "method": "dni"}), "mnist-5k", data, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"device='cuda' was asked for, but this machine has no CUDA device"):
+            train_parallel(ParallelConfig(**{**TINY, "method": "dni"}), "mnist-5k", data, device="cuda")
+    assert multiprocessing.active_children() == []
+
+
+def test_stages_share_the_gpus_round_robin(monkeypatch):
+    from dni_utils.parallel import stage_device
+
+    assert stage_device("cpu", 3) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert [stage_device("cuda:0", k) for k in range(3)] == [torch.device("cuda", i) for i in (0, 1, 0)]
+    assert [stage_device("cuda:1", k) for k in range(2)] == [torch.device("cuda", i) for i in (1, 0)]
+
+
+def test_the_estimate_times_one_short_run_per_method(data, monkeypatch):
+    from dni_utils import partable
+
+    calls = []
+
+    def fake(cfg, dataset, data=None, timeout=None, device="cpu"):
+        calls.append((cfg.method, cfg.steps, cfg.snapshots, device))
+        run = partable.ParallelRun(config=cfg, split=[cfg.depth])
+        run.elapsed = 0.5 * cfg.steps  # half a second a batch, from the start barrier
+        return run
+
+    monkeypatch.setattr(partable, "train_parallel", fake)
+    cfgs = {(m, s): ParallelConfig(**{**TINY, "method": m, "steps": 100, "seed": s})
+            for m in ("bprop", "dni") for s in (0, 1)}
+    costs = partable.method_costs(cfgs, "mnist-5k", data, "cpu", warmup_steps=10)
+    assert calls == [("bprop", 10, 1, "cpu"), ("dni", 10, 1, "cpu")]  # seeds cost the same
+    assert set(costs) == {"bprop", "dni"} and all(per_batch == 0.5 and fixed < 1 for fixed, per_batch in costs.values())
+    out = partable.estimate_seconds(cfgs, costs)
+    assert all(49.9 < v < 51 for v in out.values())  # 100 batches at 0.5 s, and the fixed cost (here ~0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("method", ["bprop", "dni", "cdni", "gpipe", "1f1b"])
+def test_on_cuda_every_method_trains_and_is_deterministic(data, method):
+    a = train_parallel(ParallelConfig(**{**TINY, "method": method, "steps": 6}), "mnist-5k", data, timeout=300,
+                       device="cuda")
+    b = train_parallel(ParallelConfig(**{**TINY, "method": method, "steps": 6}), "mnist-5k", data, timeout=300,
+                       device="cuda")
+    assert a.to_dict() == b.to_dict()
+    assert a.examples[-1] == 6 * 16 and all(0 <= e <= 1 for e in a.test_error)
+    assert all(v.device.type == "cpu" for v in a.final_state.values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_on_cuda_an_exact_synthesizer_still_gives_backprop(data):
+    kw = dict(timeout=300, device="cuda")
+    bprop = train_parallel(ParallelConfig(**{**TINY, "method": "bprop", **SGD}), "mnist-5k", data, **kw)
+    dni = train_parallel(ParallelConfig(**{**TINY, "method": "cdni", "synth_factory": "synth_stubs:shadow", **SGD}),
+                         "mnist-5k", data, **kw)
+    for k in (k for k in bprop.final_state if "running" not in k and "num_batches" not in k):
+        torch.testing.assert_close(dni.final_state[k], bprop.final_state[k], rtol=1e-4, atol=1e-5, msg=k)

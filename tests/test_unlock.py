@@ -8,7 +8,9 @@ import torch.nn.functional as F
 
 from dni_utils.ff import DivergenceError
 from dni_utils.profiles import PROFILES
-from dni_utils.unlock import UNLOCK_PROFILES, UnlockConfig, UnlockTrainer, claims, train_unlock, unlock_config
+from dni_utils.unlock import (
+    UNLOCK_PROFILES, UNLOCK_THREADS, UnlockConfig, UnlockTrainer, claims, train_unlock, unlock_config,
+)
 
 
 def _cfg(**kw):
@@ -116,3 +118,64 @@ def test_every_unlock_profile_has_the_same_settings_and_builds_a_config():
     assert len({frozenset(v) for v in UNLOCK_PROFILES.values()}) == 1
     for settings in UNLOCK_PROFILES.values():
         assert unlock_config(settings, seed=0).depth == settings["depth"]
+
+
+def test_a_huge_learning_rate_is_a_clear_error_naming_the_step_it_diverged_at(tiny_data):
+    # the losses are read at the log point (step 20), but the error names the step they first went bad
+    with pytest.raises(DivergenceError, match=r"complete unlock, depth=2: the training loss became nan at step 5; "
+                                              r"try a smaller lr \(now 10000000000\.0\)"):
+        train_unlock(_cfg(lr=1e10), tiny_data, progress=False)
+
+
+def test_capped_cuts_the_run_and_logs_at_its_end(tiny_data):
+    cfg = _cfg(steps=40, log_every=20)
+    assert cfg.train_steps() == 40 and cfg.capped(100) == cfg
+    short = cfg.capped(7)
+    assert short.train_steps() == 7 and short.depth == cfg.depth
+    run = train_unlock(short, tiny_data, progress=False)
+    assert [h["step"] for h in run.history] == [7] and run.updates == [7, 7, 7]
+    with pytest.raises(ValueError, match=r"max_steps=0 is invalid: expected a positive integer"):
+        cfg.capped(0)
+
+
+@pytest.mark.parametrize("every, stop_after", [(3, 1), (20, 1), (7, 3)])
+def test_an_interrupted_run_resumes_to_the_same_numbers(tiny_data, resumes_exactly, every, stop_after):
+    # every 3: the saved losses wait for their log point; every 20: saved right after a log point;
+    # every 7, third save: resumed in the second log interval
+    plain, resumed = resumes_exactly(train_unlock, _cfg(steps=40, log_every=20), tiny_data, every, stop_after)
+    assert [h["step"] for h in resumed.history] == [20, 40] and resumed.updates == [40, 40, 40]
+
+
+def test_a_bad_device_is_a_clear_error(tiny_data):
+    with pytest.raises(ValueError, match=r"device='tpu' is unknown: expected one of \('auto', 'cpu', 'cuda', 'cuda:N'\)"):
+        train_unlock(_cfg(steps=2), tiny_data, progress=False, device="tpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_on_cuda_the_run_learns_is_deterministic_and_resumes_exactly(tiny_data, resumes_exactly):
+    cfg = _cfg(steps=150, log_every=50)
+    a = train_unlock(cfg, tiny_data, progress=False, device="cuda")
+    b = train_unlock(cfg, tiny_data, progress=False, device="cuda")
+    assert a.to_dict() == b.to_dict() and a.test_error < 0.2
+    resumes_exactly(train_unlock, _cfg(steps=40, log_every=20), tiny_data, 7, 3, device="cuda")
+
+
+def test_notebook_04_trains_both_kinds_of_run_through_one_function(tiny_data):
+    from dni_utils.ff import FFConfig, FFRun
+    from dni_utils.unlock import UnlockRun, train_unlock_or_ff
+
+    # the complete unlock trains with the process's default threads (the committed numbers were
+    # made so), even inside runner.train_many, which sets one thread; the thread count changes the last bits
+    assert torch.get_num_threads() == UNLOCK_THREADS
+    reference = train_unlock(_cfg(steps=2, log_every=2), tiny_data, progress=False).to_dict()
+    torch.set_num_threads(1)  # as runner.train_many sets it
+    try:
+        run = train_unlock_or_ff(_cfg(steps=2, log_every=2), tiny_data, progress=False)
+        assert isinstance(run, UnlockRun) and torch.get_num_threads() == 1
+        assert run.to_dict() == reference
+        ff = FFConfig(method="dni", depth=2, width=16, steps=2, batch_size=32, log_every=2)
+        assert isinstance(train_unlock_or_ff(ff, tiny_data, progress=False), FFRun)
+        with pytest.raises(TypeError, match="expected an UnlockConfig or an FFConfig"):
+            train_unlock_or_ff("unlock", tiny_data)
+    finally:
+        torch.set_num_threads(UNLOCK_THREADS)
