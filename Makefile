@@ -2,7 +2,8 @@
 # make figures   run every notebook through papermill (PROFILE=smoke|cpu|paper, default cpu), then the README;
 #                at cpu the executed notebooks are also kept, cleaned, under executed/;
 #                CIFAR10=cifar10-jpeg runs notebook 02 on the JPEG-folder copy of CIFAR-10
-# make bench     time Bprop / DNI / cDNI training steps
+# make dryrun    the paper-profile dry runs too slow for make test (paper-size CNNs, the paper language model)
+# make bench     time Bprop / DNI / cDNI training steps (DEVICE=cpu|cuda|auto), and the cost of per-step host reads
 # make readme    regenerate the README's results table and notebook index from results/ and notebooks/
 # make exercises generate each course exercise notebook from its solution (notebooks/course/)
 # make lab       open JupyterLab on the notebooks with the project's kernel
@@ -10,6 +11,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PROFILE ?= cpu
+DEVICE ?= auto
 CIFAR10 ?=
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
@@ -18,7 +20,7 @@ SMOKE := build/smoke
 EXECUTED := executed
 export PYTHONHASHSEED := 0
 
-.PHONY: test figures bench readme exercises lab clean venv
+.PHONY: test dryrun figures bench readme exercises lab clean venv
 
 venv: $(VENV)/.installed
 
@@ -40,7 +42,12 @@ test: venv
 	    -p profile smoke -p progress False \
 	    -p results_dir "$(CURDIR)/$(SMOKE)/results" -p figures_dir "$(CURDIR)/$(SMOKE)/figures" || exit 1; \
 	done
-	PYTHONWARNINGS=error MPLBACKEND=Agg $(PY) -m pytest tests $(SMOKE) $(COURSE) --nbval-lax -p no:cacheprovider
+	PYTHONWARNINGS=error MPLBACKEND=Agg $(PY) -m pytest tests $(SMOKE) $(COURSE) --nbval-lax -p no:cacheprovider -m "not slow"
+
+# The paper-profile dry runs that take minutes on a CPU (paper-size CNNs and language model; see
+# tests/test_paper_dry_run.py): one training step of every configuration.
+dryrun: venv
+	PYTHONWARNINGS=error MPLBACKEND=Agg $(PY) -m pytest tests/test_paper_dry_run.py -p no:cacheprovider -m slow
 
 # A notebook that fails (e.g. its data cannot be found offline) writes nothing; the others still
 # run, the README is regenerated from what exists, and the failures are listed at the end.
@@ -60,7 +67,7 @@ figures: venv
 	if [ -n "$$failed" ]; then echo "failed:$$failed (see build/$(PROFILE)/)"; exit 1; fi
 
 bench: venv
-	$(PY) -m dni_utils.bench
+	$(PY) -m dni_utils.bench --device $(DEVICE)
 
 readme: venv
 	$(PY) -m dni_utils.readme

@@ -1,0 +1,55 @@
+"""Paper-profile dry runs: every notebook at ``profile=paper`` with ``max_steps=1`` trains one step of
+every configuration of its paper grid on the CPU, offline. That proves that every paper-size network,
+synthesizer and data path builds and trains, and the notebook prints what the uncapped profile
+would cost on this machine (from its warm-up). One seed: the other seeds are the same
+configurations. Offline, the paper's data sets are replaced by the stand-ins named below (the same
+shapes; the real ones are not on a CI machine).
+
+Split: the paper-size CNNs (notebooks 01 and 02: 128 filters and convolutional synthesizers of 128
+channels, batch 256) and the paper language model (notebook 06: 1024 LSTM units) take seconds per
+step on a CPU; those dry runs are marked ``slow`` and run with ``make dryrun``, not ``make test``.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+FAST = [
+    ("01_ff_mnist", dict(dataset="mnist-5k", archs=["fcn"], seeds=[0])),
+    ("02_ff_cifar10", dict(dataset="cifar10-standin", archs=["fcn"], seeds=[0])),
+    ("03_ff_async_updates", dict(dataset="mnist-5k", seeds=[0])),
+    ("04_ff_complete_unlock", dict(dataset="mnist-5k")),
+    ("05_rnn_copy", dict(seeds=[0])),
+    ("07_two_timescales", dict(dataset="mnist-5k", seeds=[0])),
+    ("08_parallel_decoupled", dict(dataset="mnist-5k", seeds=[0])),
+    ("09_ff_dni_diagnosis", dict(dataset="mnist-5k", seeds=[0])),
+]
+SLOW = [
+    ("01_ff_mnist", dict(dataset="mnist-5k", archs=["cnn"], seeds=[0])),
+    ("02_ff_cifar10", dict(dataset="cifar10-standin", archs=["cnn"], seeds=[0])),
+    ("06_ptb_char", dict(dataset="markov", seeds=[0])),
+]
+
+
+def _dry_run(run_notebook, tmp_path, name, params):
+    result = run_notebook(NOTEBOOKS / f"{name}.ipynb", tmp_path, profile="paper", max_steps=1, **params)
+    data = json.loads(result.read_text())
+    assert data["profile"] == "paper" and data["params"]["max_steps"] == 1
+    out = (tmp_path / "out.ipynb").read_text()
+    assert "dry run" in out and "uncapped" in out, "the notebook must say it is a dry run and print the full estimate"
+    return data
+
+
+@pytest.mark.parametrize("name, params", FAST, ids=[n for n, _ in FAST])
+def test_paper_profile_dry_run(run_notebook, tmp_path, name, params):
+    _dry_run(run_notebook, tmp_path, name, params)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, params", SLOW, ids=[f"{n}-{p.get('archs', ['all'])[0]}" for n, p in SLOW])
+def test_paper_profile_dry_run_slow(run_notebook, tmp_path, name, params):
+    _dry_run(run_notebook, tmp_path, name, params)
