@@ -185,3 +185,29 @@ def first_non_finite(values: list[float], steps: list[int]) -> tuple[int, float]
         if value != value or value in (float("inf"), float("-inf")):
             return step, value
     return None
+
+
+def batch_loop_state(step: int, trainer: Any, sampler: Any, history: list, losses: Meter, meters: list[Meter]) -> dict:
+    """The checkpoint of a loop over batches (the feed-forward and complete-unlock trainers): the
+    trainer's ``state_dict()``, the sampler, the random generators, the history and the meters."""
+    return {
+        "step": step, "trainer": trainer.state_dict(), "sampler": sampler.state_dict(), "rng": rng_state(),
+        "history": history, "losses": losses.state_dict(), "synth_losses": [m.state_dict() for m in meters],
+    }
+
+
+def resume_batch_loop(
+    checkpoint: Checkpoint | None, device: torch.device, trainer: Any, sampler: Any, losses: Meter, meters: list[Meter]
+) -> tuple[int, list]:
+    """Restore what ``batch_loop_state`` saved, if ``checkpoint`` holds it; returns the last step done
+    (0 for a fresh run) and the history so far."""
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is None:
+        return 0, []
+    trainer.load_state_dict(saved["trainer"])
+    sampler.load_state_dict(saved["sampler"])
+    set_rng_state(saved["rng"])
+    losses.load_state_dict(saved["losses"], device)
+    for meter, state in zip(meters, saved["synth_losses"], strict=True):
+        meter.load_state_dict(state, device)
+    return saved["step"], saved["history"]

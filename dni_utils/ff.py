@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import Checkpoint, Meter, first_non_finite, rng_state, set_rng_state
+from .checkpoint import Checkpoint, Meter, batch_loop_state, first_non_finite, resume_batch_loop
 from .data import BatchSampler, Dataset
 from .interfaces import BackwardInterface
 from .models import ARCHS, FFNet, make_net
@@ -427,19 +427,9 @@ def train_ff(
     trainer.train()
     losses = Meter()
     synth_losses = [Meter() for _ in trainer.interfaces]
-    first = 1
-    saved = checkpoint.load() if checkpoint is not None else None
-    if saved is not None:
-        trainer.load_state_dict(saved["trainer"])
-        sampler.load_state_dict(saved["sampler"])
-        set_rng_state(saved["rng"])
-        run.history = saved["history"]
-        losses.load_state_dict(saved["losses"], device)
-        for meter, m_state in zip(synth_losses, saved["synth_losses"], strict=True):
-            meter.load_state_dict(m_state, device)
-        first = saved["step"] + 1
+    done, run.history = resume_batch_loop(checkpoint, device, trainer, sampler, losses, synth_losses)
     nan = torch.tensor(float("nan"))
-    bar = tqdm(range(first, cfg.steps + 1), desc=desc or cfg.method, disable=not progress, mininterval=5, leave=False)
+    bar = tqdm(range(done + 1, cfg.steps + 1), desc=desc or cfg.method, disable=not progress, mininterval=5, leave=False)
     for step in bar:
         x, y = sampler.next()
         losses.add(trainer.step(x, y), step)
@@ -467,11 +457,7 @@ def train_ff(
             )
             bar.set_postfix(loss=f"{run.history[-1]['train_loss']:.3f}", err=f"{run.history[-1]['test_error']:.3f}")
         if checkpoint is not None and step < cfg.steps and checkpoint.due(step):
-            checkpoint.save({
-                "step": step, "trainer": trainer.state_dict(), "sampler": sampler.state_dict(), "rng": rng_state(),
-                "history": run.history, "losses": losses.state_dict(),
-                "synth_losses": [m.state_dict() for m in synth_losses],
-            })
+            checkpoint.save(batch_loop_state(step, trainer, sampler, run.history, losses, synth_losses))
     run.test_error = run.history[-1]["test_error"]
     run.updates = list(trainer.updates)
     run.head_updates = trainer.head_updates

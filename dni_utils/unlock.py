@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import Checkpoint, Meter, first_non_finite, rng_state, set_rng_state
+from .checkpoint import Checkpoint, Meter, batch_loop_state, first_non_finite, resume_batch_loop
 from .data import BatchSampler, Dataset
 from .device import use_device
 from .ff import DivergenceError, FFConfig, FFRun, one_hot, task_loss, train_ff
@@ -280,17 +280,7 @@ def train_unlock(
     trainer.train()
     losses = Meter()  # the output layer's summed task loss per step
     synth_losses = [Meter() for _ in [*trainer.grads, *trainer.inputs]]  # L_M of each M_i, then L_I of each I_i
-    start = 0
-    saved = checkpoint.load() if checkpoint is not None else None
-    if saved is not None:
-        trainer.load_state_dict(saved["trainer"])
-        sampler.load_state_dict(saved["sampler"])
-        set_rng_state(saved["rng"])
-        run.history = saved["history"]
-        losses.load_state_dict(saved["losses"], device)
-        for meter, state in zip(synth_losses, saved["synth_losses"], strict=True):
-            meter.load_state_dict(state, device)
-        start = saved["step"]
+    start, run.history = resume_batch_loop(checkpoint, device, trainer, sampler, losses, synth_losses)
     bar = tqdm(range(start + 1, cfg.steps + 1), desc=desc or "complete unlock", disable=not progress, mininterval=5,
                leave=False, initial=start, total=cfg.steps)
     for step in bar:
@@ -319,15 +309,7 @@ def train_unlock(
             )
             bar.set_postfix(loss=f"{run.history[-1]['train_loss']:.3f}", err=f"{run.history[-1]['test_error']:.3f}")
         if checkpoint is not None and step < cfg.steps and checkpoint.due(step):
-            checkpoint.save({
-                "step": step,
-                "trainer": trainer.state_dict(),
-                "sampler": sampler.state_dict(),
-                "rng": rng_state(),
-                "history": run.history,
-                "losses": losses.state_dict(),
-                "synth_losses": [m.state_dict() for m in synth_losses],
-            })
+            checkpoint.save(batch_loop_state(step, trainer, sampler, run.history, losses, synth_losses))
     run.test_error = run.history[-1]["test_error"]
     run.synthetic_test_error = run.history[-1]["synthetic_test_error"]
     run.updates = list(trainer.updates)
