@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 NB01 = ROOT / "notebooks" / "01_ff_mnist.ipynb"
@@ -28,10 +29,24 @@ def test_two_smoke_runs_with_the_same_seed_write_identical_results(run_notebook,
         (dict(methods=["bprop", "magic"]), "methods=['bprop', 'magic'] is invalid"),
         (dict(dataset="imagenet"), "dataset='imagenet' is unknown"),
         (dict(depths=[0]), "depths=[0] is invalid"),
+        (dict(device="gpu"), "device='gpu' is unknown"),
+        (dict(max_steps=-2), "max_steps=-2 is invalid"),
+        pytest.param(dict(device="cuda"), "device='cuda' was asked for, but this machine has no CUDA device",
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
     ],
 )
 def test_bad_parameters_fail_clearly_and_leave_nothing_behind(fails_cleanly, tmp_path, params, message):
     fails_cleanly(NB01, tmp_path, message, **params)
+
+
+def test_device_cpu_and_auto_give_the_same_bytes_without_cuda(run_notebook, tmp_path):
+    """On a machine without CUDA, ``auto`` is the CPU: the same result file, which records ``cpu``."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    a = run_notebook(NB01, tmp_path / "a", methods=["dni"], archs=["fcn"], device="cpu")
+    b = run_notebook(NB01, tmp_path / "b", methods=["dni"], archs=["fcn"], device="auto")
+    assert a.read_bytes() == b.read_bytes()
+    assert json.loads(a.read_text())["environment"]["device"] == "cpu"
 
 
 @pytest.mark.parametrize("nb", [NB03, NB04])
