@@ -87,7 +87,8 @@ def run_all(
     where = resolve_device(device)
     batches = sum(cfg.steps for cfg in cfgs.values())
     print(f"runs: {len(cfgs)} runs to train, {batches:,} batches in all, on {where.type}, one after another"
-          + (f"; every run capped at {max_steps} batches" if max_steps else ""))
+          + (f"; every run capped at {max_steps} batch{'es' if max_steps > 1 else ''} (whole pipeline steps of "
+             f"{next(iter(cfgs.values())).in_flight} batches, at least one)" if max_steps else ""))
     if estimate:
         warmup = min(warmup_steps, max_steps) if max_steps else warmup_steps
         costs = method_costs(full, settings["dataset"], data, device, warmup)
