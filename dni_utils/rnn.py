@@ -34,14 +34,13 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import Checkpoint, rng_state, set_rng_state
+from .checkpoint import Checkpoint, Meter, rng_state, set_rng_state
 from .interfaces import BackwardInterface, synthesizer_loss
 from .tasks import Curriculum, Episode, SequenceTask, bit_errors, check_task
 
@@ -219,22 +218,14 @@ def summarize_episode(values: list[float], counts: tuple[int, int, int], batch: 
     return total / batch, synth_loss, aux_loss
 
 
-class SeriesMeter:
+class SeriesMeter(Meter):
     """``checkpoint.Meter`` for steps that each give several values (a 1-d tensor per step: the
     losses of a segment's chunks, say): they wait on the device until ``flush()`` reads them all at
     once (one host synchronisation per log point) and returns, per step, its values as Python floats
-    (each exactly what ``.item()`` gives) with the step."""
-
-    def __init__(self) -> None:
-        self.values: list[torch.Tensor] = []
-        self.steps: list[int] = []
-
-    def __len__(self) -> int:
-        return len(self.values)
+    (each exactly what ``.item()`` gives) with the step. Saved and restored as a ``Meter``."""
 
     def add(self, values: torch.Tensor, step: int) -> None:
-        self.values.append(values.detach().reshape(-1))
-        self.steps.append(step)
+        super().add(values.reshape(-1), step)
 
     def flush(self) -> list[tuple[list[float], int]]:
         flat = torch.cat(self.values).tolist() if self.values else []
@@ -244,13 +235,6 @@ class SeriesMeter:
             i += v.numel()
         self.values, self.steps = [], []
         return out
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"values": list(self.values), "steps": list(self.steps)}
-
-    def load_state_dict(self, state: dict[str, Any], device: torch.device | None = None) -> None:
-        self.values = [v if device is None else v.to(device) for v in state["values"]]
-        self.steps = list(state["steps"])
 
 
 def run_episode(
