@@ -4,10 +4,9 @@ curriculum curves, the table of scores, the paper-vs-reproduced rows and the pap
 from __future__ import annotations
 
 import pandas as pd
-import torch
-
 from .rnn import RNN_METHOD_LABELS, RNNConfig, RNNRun, check_methods, check_truncations, train_copy
 from .runner import RunOptions, train_many
+from .stats import clearly_above, mean_sd, seed_summary
 from .tasks import TASK_LABELS, check_task
 
 #: The paper's table (longest sequence length solved), as far as it could be read: BPTT and DNI
@@ -27,32 +26,13 @@ _CONFIG_KEYS = (
 
 Key = tuple[str, int, str, int]  # (task, T, method, seed)
 
-#: The intra-op threads Copy's runs compute with: the process's default when this module was first
-#: imported (the machine's cores), as Copy's runs always did, and not the one thread that
-#: ``runner.train_many`` sets for every run. The last bits of an LSTM's losses depend on the thread
-#: count (measured: Repeat Copy at T = 3 of the smoke profile differs from batch 8 on with 1
-#: thread instead of 2), and the committed results/05_rnn_copy.*.json were made with the default.
-COPY_THREADS = torch.get_num_threads()
-
-
-def train_copy_threads(cfg: RNNConfig, data: None = None, progress: bool = True, desc: str | None = None,
-                       device: torch.device | str | None = None, checkpoint=None) -> RNNRun:
-    """``rnn.train_copy`` with ``COPY_THREADS`` intra-op threads, then the caller's setting again
-    (what ``run_grid`` gives ``train_many``)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(COPY_THREADS)
-    try:
-        return train_copy(cfg, data, progress=progress, desc=desc, device=device, checkpoint=checkpoint)
-    finally:
-        torch.set_num_threads(before)
-
-
 def run_grid(settings: dict, seeds: list[int], progress: bool = True, workers: int = 1,
              options: RunOptions | None = None) -> dict[Key, RNNRun]:
     """Train every (task, T, method, seed) of ``settings``; returns the runs keyed by the quadruple.
 
-    workers: processes to spread the runs over; options: device, step cap, checkpoints
-    (``runner.RunOptions``). Each run computes with ``COPY_THREADS`` threads (see there)."""
+    workers: processes to spread the runs over (0: one per core; each run computes with one
+    thread, so its numbers do not depend on ``workers``); options: device, step cap, checkpoints
+    (``runner.RunOptions``)."""
     tasks = [check_task(t) for t in settings["tasks"]]
     truncations = check_truncations(settings["truncations"])
     methods = check_methods(settings["methods"])
@@ -64,7 +44,7 @@ def run_grid(settings: dict, seeds: list[int], progress: bool = True, workers: i
         for task in tasks for t in truncations for m in methods for s in seeds
     }  # all validated before the first run starts
     runs = train_many(list(configs.values()), None, workers=workers, progress=progress, desc="grid",
-                      train=train_copy_threads, options=options)
+                      train=train_copy, options=options)
     return dict(zip(configs, runs))
 
 
@@ -87,31 +67,63 @@ def scores_frame(runs: dict[Key, RNNRun]) -> pd.DataFrame:
     return df.pivot_table(index=["task", "method"], columns="T", values="score", aggfunc="mean")
 
 
-def _mean_score(runs: dict[Key, RNNRun], task: str, t: int, method: str) -> float:
-    scores = [r.score for (k, tt, m, _), r in runs.items() if (k, tt, m) == (task, t, method)]
-    return sum(scores) / len(scores)
+def cell_scores(runs: dict[Key, RNNRun], task: str, t: int, method: str) -> list[int]:
+    """The scores of one (task, T, method) cell, one per seed."""
+    return [r.score for (k, tt, m, _), r in runs.items() if (k, tt, m) == (task, t, method)]
 
 
 def paper_rows(runs: dict[Key, RNNRun]) -> list[dict]:
-    """One README row per (task, T, method): the paper's score beside the mean over seeds."""
+    """One README row per (task, T, method): the paper's score beside the mean over seeds, with
+    its standard deviation and the number of seeds."""
     cells = sorted({(task, t, m) for task, t, m, _ in runs}, key=lambda c: (c[0], c[1], list(RNN_METHOD_LABELS).index(c[2])))
     return [
         {"setting": f"{TASK_LABELS[task]}, T={t}", "method": RNN_METHOD_LABELS[m],
          "metric": "longest length solved (mean over seeds)", "paper": PAPER_SCORES.get((task, m, t)),
-         "reproduced": _mean_score(runs, task, t, m)}
+         **seed_summary(cell_scores(runs, task, t, m))}
         for task, t, m in cells
     ]
 
 
+def late_gain(run: RNNRun) -> int:
+    """Lengths solved in the last quarter of the run's budget: the score minus the longest length
+    solved at the last log point at or before three quarters of it (0: the curve had levelled off)."""
+    cut = run.config.batches * 3 // 4
+    before = [h["solved"] for h in run.history if h["batch"] <= cut]
+    return run.score - (before[-1] if before else 0)
+
+
 def claims(runs: dict[Key, RNNRun], margin: float) -> dict[str, bool]:
-    """The paper's claim, judged on the scores: averaged over tasks, truncations and seeds, DNI
-    (and DNI + Aux) solves more than ``margin`` lengths more than BPTT at the same T."""
+    """The paper's claim, judged on the scores, cell by cell.
+
+    ``<method>_beats_bptt_at_every_T``: at every (task, T) that was run, the mean score of
+    ``method`` over seeds exceeds BPTT's by at least ``margin`` and by more than the larger of the
+    two standard deviations over seeds (``stats.clearly_above``); for ``dni`` and ``dni_aux``.
+    ``curves_levelled``: no run solved more than one length in the last quarter of its budget."""
     out = {}
+    cells = sorted({(task, t) for task, t, _, _ in runs})
     for method in ("dni", "dni_aux"):
-        diffs = [
-            run.score - runs[(task, t, "bptt", s)].score
-            for (task, t, m, s), run in runs.items() if m == method and (task, t, "bptt", s) in runs
+        verdicts = [
+            clearly_above(cell_scores(runs, task, t, method), cell_scores(runs, task, t, "bptt"), margin)
+            for task, t in cells if cell_scores(runs, task, t, method) and cell_scores(runs, task, t, "bptt")
         ]
-        if diffs:
-            out[f"{method}_beats_bptt_at_equal_T"] = sum(diffs) / len(diffs) > margin
+        if verdicts:
+            out[f"{method}_beats_bptt_at_every_T"] = all(verdicts)
+    out["curves_levelled"] = all(late_gain(run) <= 1 for run in runs.values())
     return out
+
+
+def advantage(runs: dict[Key, RNNRun], method: str = "dni") -> pd.DataFrame:
+    """Per (task, T): mean score of BPTT and of ``method`` over seeds, their standard deviations, the
+    difference and the factor ``method`` / BPTT (the paper's is about 2), beside the paper's factor."""
+    rows = []
+    for task, t in sorted({(task, t) for task, t, _, _ in runs}):
+        b, d = cell_scores(runs, task, t, "bptt"), cell_scores(runs, task, t, method)
+        if not b or not d:
+            continue
+        (mb, sb), (md, sd) = mean_sd(b), mean_sd(d)
+        pb, pd_ = PAPER_SCORES.get((task, "bptt", t)), PAPER_SCORES.get((task, method, t))
+        rows.append({"task": TASK_LABELS[task], "T": t, "BPTT": mb, "BPTT sd": sb, RNN_METHOD_LABELS[method]: md,
+                     f"{RNN_METHOD_LABELS[method]} sd": sd, "difference": md - mb,
+                     "factor": md / mb if mb else float("nan"),
+                     "paper factor": pd_ / pb if pb and pd_ else float("nan")})
+    return pd.DataFrame(rows)
