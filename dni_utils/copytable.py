@@ -4,6 +4,8 @@ curriculum curves, the table of scores, the paper-vs-reproduced rows and the pap
 from __future__ import annotations
 
 import pandas as pd
+import torch
+
 from .rnn import RNN_METHOD_LABELS, RNNConfig, RNNRun, check_methods, check_truncations, train_copy
 from .runner import RunOptions, train_many
 from .stats import clearly_above, mean_sd, seed_summary
@@ -21,37 +23,58 @@ PAPER_SCORES: dict[tuple[str, str, int], int] = {
 #: RNNConfig fields a profile table may set.
 _CONFIG_KEYS = (
     "hidden", "width", "max_repeats", "batch_size", "batches", "lr", "synth_lr", "synth_hidden_layers",
-    "synth_hidden", "grad_scale", "aux_weight", "threshold", "window", "max_length", "log_every",
+    "synth_hidden", "synth_steps", "grad_scale", "aux_weight", "threshold", "window", "max_length", "log_every",
 )
 
-Key = tuple[str, int, str, int]  # (task, T, method, seed)
+#: Row labels of every method a Copy grid can hold: the methods, then the upper bounds of DNI
+#: (``rnn.train_copy``'s ``exact``), keyed ``exact_gradient`` and ``exact_target``.
+LABELS = {**RNN_METHOD_LABELS, "exact_gradient": "DNI, exact gradient", "exact_target": "DNI, exact target"}
+
+
+def train_copy_exact_gradient(cfg: RNNConfig, data: None = None, progress: bool = True, desc: str | None = None,
+                              device: torch.device | str | None = None, checkpoint=None) -> RNNRun:
+    """``rnn.train_copy`` with ``exact="gradient"`` (module level, for ``runner.train_many``)."""
+    return train_copy(cfg, data, progress=progress, desc=desc, device=device, checkpoint=checkpoint, exact="gradient")
+
+
+def train_copy_exact_target(cfg: RNNConfig, data: None = None, progress: bool = True, desc: str | None = None,
+                            device: torch.device | str | None = None, checkpoint=None) -> RNNRun:
+    """``rnn.train_copy`` with ``exact="target"`` (module level, for ``runner.train_many``)."""
+    return train_copy(cfg, data, progress=progress, desc=desc, device=device, checkpoint=checkpoint, exact="target")
+
+
+_TRAIN = {None: train_copy, "gradient": train_copy_exact_gradient, "target": train_copy_exact_target}
+
 
 def run_grid(settings: dict, seeds: list[int], progress: bool = True, workers: int = 1,
-             options: RunOptions | None = None) -> dict[Key, RNNRun]:
+             options: RunOptions | None = None, exact: str | None = None) -> dict[Key, RNNRun]:
     """Train every (task, T, method, seed) of ``settings``; returns the runs keyed by the quadruple.
 
     workers: processes to spread the runs over (0: one per core; each run computes with one
     thread, so its numbers do not depend on ``workers``); options: device, step cap, checkpoints
-    (``runner.RunOptions``)."""
+    (``runner.RunOptions``). exact: instead of ``settings["methods"]``, train one of DNI's upper
+    bounds (``rnn.train_copy``: ``"gradient"`` or ``"target"``), keyed by method ``exact_<bound>``."""
     tasks = [check_task(t) for t in settings["tasks"]]
     truncations = check_truncations(settings["truncations"])
-    methods = check_methods(settings["methods"])
+    if exact not in _TRAIN:
+        raise ValueError(f"exact={exact!r} is unknown: expected None, 'gradient' or 'target'")
+    methods = ["dni"] if exact else check_methods(settings["methods"])
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ValueError(f"seeds={seeds!r} is invalid: expected a non-empty list of integers")
     values = {k: settings[k] for k in _CONFIG_KEYS if k in settings}
     configs = {
-        (task, t, m, s): RNNConfig(method=m, task=task, truncation=t, seed=s, **values).validate()
+        (task, t, f"exact_{exact}" if exact else m, s): RNNConfig(method=m, task=task, truncation=t, seed=s, **values).validate()
         for task in tasks for t in truncations for m in methods for s in seeds
     }  # all validated before the first run starts
-    runs = train_many(list(configs.values()), None, workers=workers, progress=progress, desc="grid",
-                      train=train_copy, options=options)
+    runs = train_many(list(configs.values()), None, workers=workers, progress=progress,
+                      desc=f"exact {exact}" if exact else "grid", train=_TRAIN[exact], options=options)
     return dict(zip(configs, runs))
 
 
 def curves_frame(runs: dict[Key, RNNRun]) -> pd.DataFrame:
     """Long table: the longest length solved so far at every log point of every run."""
     rows = [
-        {"task": TASK_LABELS[task], "T": t, "method": RNN_METHOD_LABELS[m], "seed": s, "batch": h["batch"],
+        {"task": TASK_LABELS[task], "T": t, "method": LABELS[m], "seed": s, "batch": h["batch"],
          "longest length solved": h["solved"], "bits error per sequence": h["bit_errors"]}
         for (task, t, m, s), run in runs.items() for h in run.history
     ]
@@ -61,7 +84,7 @@ def curves_frame(runs: dict[Key, RNNRun]) -> pd.DataFrame:
 def scores_frame(runs: dict[Key, RNNRun]) -> pd.DataFrame:
     """Table: rows (task, method), columns T; mean score over seeds."""
     df = pd.DataFrame(
-        [{"task": TASK_LABELS[task], "method": RNN_METHOD_LABELS[m], "T": t, "score": run.score}
+        [{"task": TASK_LABELS[task], "method": LABELS[m], "T": t, "score": run.score}
          for (task, t, m, _), run in runs.items()]
     )
     return df.pivot_table(index=["task", "method"], columns="T", values="score", aggfunc="mean")
@@ -75,9 +98,9 @@ def cell_scores(runs: dict[Key, RNNRun], task: str, t: int, method: str) -> list
 def paper_rows(runs: dict[Key, RNNRun]) -> list[dict]:
     """One README row per (task, T, method): the paper's score beside the mean over seeds, with
     its standard deviation and the number of seeds."""
-    cells = sorted({(task, t, m) for task, t, m, _ in runs}, key=lambda c: (c[0], c[1], list(RNN_METHOD_LABELS).index(c[2])))
+    cells = sorted({(task, t, m) for task, t, m, _ in runs}, key=lambda c: (c[0], c[1], list(LABELS).index(c[2])))
     return [
-        {"setting": f"{TASK_LABELS[task]}, T={t}", "method": RNN_METHOD_LABELS[m],
+        {"setting": f"{TASK_LABELS[task]}, T={t}", "method": LABELS[m],
          "metric": "longest length solved (mean over seeds)", "paper": PAPER_SCORES.get((task, m, t)),
          **seed_summary(cell_scores(runs, task, t, m))}
         for task, t, m in cells
@@ -93,23 +116,44 @@ def late_gain(run: RNNRun) -> int:
 
 
 def claims(runs: dict[Key, RNNRun], margin: float) -> dict[str, bool]:
-    """The paper's claim, judged on the scores, cell by cell.
+    """The paper's claim and ours, judged on the scores, cell by cell.
 
     ``<method>_beats_bptt_at_every_T``: at every (task, T) that was run, the mean score of
     ``method`` over seeds exceeds BPTT's by at least ``margin`` and by more than the larger of the
-    two standard deviations over seeds (``stats.clearly_above``); for ``dni`` and ``dni_aux``.
-    ``curves_levelled``: no run solved more than one length in the last quarter of its budget."""
+    two standard deviations over seeds (``stats.clearly_above``); for ``dni`` and ``dni_aux``, and
+    per task (``..._on_copy``, ``..._on_repeat_copy``).
+    ``exact_gradient_beats_dni_at_every_T`` (when the grid holds that upper bound): DNI with the
+    exact boundary gradient beats DNI the same way, in every cell; ``exact_gradient_beats_exact_target_at_every_T``
+    likewise against DNI regressed onto the exact gradient (bootstrapping taken out).
+    ``curves_levelled``: no run of the methods solved more than one length in the last quarter of
+    its budget (the upper bounds' runs are not counted)."""
     out = {}
     cells = sorted({(task, t) for task, t, _, _ in runs})
+
+    def beats(high: str, low: str, where: list[tuple[str, int]]) -> bool | None:
+        verdicts = [clearly_above(cell_scores(runs, task, t, high), cell_scores(runs, task, t, low), margin)
+                    for task, t in where if cell_scores(runs, task, t, high) and cell_scores(runs, task, t, low)]
+        return all(verdicts) if verdicts else None
+
     for method in ("dni", "dni_aux"):
-        verdicts = [
-            clearly_above(cell_scores(runs, task, t, method), cell_scores(runs, task, t, "bptt"), margin)
-            for task, t in cells if cell_scores(runs, task, t, method) and cell_scores(runs, task, t, "bptt")
-        ]
-        if verdicts:
-            out[f"{method}_beats_bptt_at_every_T"] = all(verdicts)
-    out["curves_levelled"] = all(late_gain(run) <= 1 for run in runs.values())
+        for suffix, where in [("", cells)] + [(f"_on_{task}", [c for c in cells if c[0] == task])
+                                              for task in sorted({task for task, _ in cells})]:
+            verdict = beats(method, "bptt", where)
+            if verdict is not None:
+                out[f"{method}_beats_bptt_at_every_T{suffix}"] = verdict
+    for high, low in (("exact_gradient", "dni"), ("exact_gradient", "exact_target")):
+        verdict = beats(high, low, cells)
+        if verdict is not None:
+            out[f"{high}_beats_{low}_at_every_T"] = verdict
+    out["curves_levelled"] = all(late_gain(run) <= 1 for (_, _, m, _), run in runs.items() if m in RNN_METHOD_LABELS)
     return out
+
+
+def failed_asserted_claims(checks: dict[str, bool], assert_claims: bool | list[str]) -> list[str]:
+    """The claims of ``checks`` that did not hold among those a profile asserts (``assert_claims``:
+    True for all, False for none, or a list of claim names)."""
+    asserted = (lambda name: assert_claims) if isinstance(assert_claims, bool) else (lambda name: name in assert_claims)
+    return [name for name, held in checks.items() if not held and asserted(name)]
 
 
 def advantage(runs: dict[Key, RNNRun], method: str = "dni") -> pd.DataFrame:
@@ -122,8 +166,8 @@ def advantage(runs: dict[Key, RNNRun], method: str = "dni") -> pd.DataFrame:
             continue
         (mb, sb), (md, sd) = mean_sd(b), mean_sd(d)
         pb, pd_ = PAPER_SCORES.get((task, "bptt", t)), PAPER_SCORES.get((task, method, t))
-        rows.append({"task": TASK_LABELS[task], "T": t, "BPTT": mb, "BPTT sd": sb, RNN_METHOD_LABELS[method]: md,
-                     f"{RNN_METHOD_LABELS[method]} sd": sd, "difference": md - mb,
+        rows.append({"task": TASK_LABELS[task], "T": t, "BPTT": mb, "BPTT sd": sb, LABELS[method]: md,
+                     f"{LABELS[method]} sd": sd, "difference": md - mb,
                      "factor": md / mb if mb else float("nan"),
                      "paper factor": pd_ / pb if pb and pd_ else float("nan")})
     return pd.DataFrame(rows)

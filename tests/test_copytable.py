@@ -5,9 +5,13 @@ import pytest
 import torch
 
 from dni_utils.copydiag import diagnose, least_squares_cosine, true_boundary_gradients
-from dni_utils.copytable import advantage, claims, late_gain, paper_rows
+from dni_utils.copytable import (
+    advantage, claims, failed_asserted_claims, late_gain, paper_rows, train_copy_exact_gradient, train_copy_exact_target,
+)
 from dni_utils.interfaces import BackwardInterface
-from dni_utils.rnn import LSTMCore, RNNConfig, RNNRun, StateSynthesizer, adam, build, run_episode
+from dni_utils.rnn import (
+    ExactFutureGradient, LSTMCore, RNNConfig, RNNRun, StateSynthesizer, adam, build, run_episode, train_copy,
+)
 from dni_utils.tasks import SequenceTask
 
 
@@ -58,10 +62,21 @@ def test_the_claim_needs_dni_above_bptt_beyond_the_spread_in_every_cell():
     for s, (b, d) in enumerate([(2, 3), (3, 2), (2, 4)]):  # T=3: DNI ahead on average, within the spread
         runs[("copy", 3, "bptt", s)] = flat(b)
         runs[("copy", 3, "dni", s)] = flat(d)
-    assert claims(runs, 0.0) == {"dni_beats_bptt_at_every_T": False, "curves_levelled": True}
+    assert claims(runs, 0.0) == {"dni_beats_bptt_at_every_T": False, "dni_beats_bptt_at_every_T_on_copy": False,
+                                 "curves_levelled": True}
     only_t2 = {k: r for k, r in runs.items() if k[1] == 2}
     assert claims(only_t2, 0.0)["dni_beats_bptt_at_every_T"]
+    only_t2[("copy", 2, "exact_gradient", 0)] = flat(8)  # the upper bound, beyond DNI's scores at T = 2
+    only_t2[("copy", 2, "exact_gradient", 1)] = flat(9)
+    only_t2[("copy", 2, "exact_gradient", 2)] = _run(9, [1, 2, 3, 4, 5, 6, 7, 80, 90])  # late: not in curves_levelled
+    assert claims(only_t2, 0.0)["exact_gradient_beats_dni_at_every_T"] and claims(only_t2, 0.0)["curves_levelled"]
     assert not claims(only_t2, 4.0)["dni_beats_bptt_at_every_T"]  # a margin larger than the gap
+    assert failed_asserted_claims(claims(runs, 0.0), ["curves_levelled", "dni_beats_bptt_at_every_T"]) == [
+        "dni_beats_bptt_at_every_T"]
+    assert failed_asserted_claims(claims(runs, 0.0), True) == ["dni_beats_bptt_at_every_T",
+                                                               "dni_beats_bptt_at_every_T_on_copy"]
+    assert failed_asserted_claims(claims(runs, 0.0), False) == []
+    only_t2 = {k: r for k, r in only_t2.items() if k[2] != "exact_gradient"}
     gap = advantage(only_t2).iloc[0]
     assert (gap["BPTT"], gap["DNI"], gap["difference"]) == pytest.approx((7 / 3, 17 / 3, 10 / 3))
     assert gap["factor"] == pytest.approx(17 / 7) and gap["paper factor"] == pytest.approx(16 / 7)
@@ -105,3 +120,46 @@ def test_diagnose_measures_every_few_batches_and_refuses_what_it_cannot_measure(
         diagnose(RNNConfig(method="bptt", batches=2), n=2, every=1)
     with pytest.raises(ValueError, match="no truncation boundary"):
         diagnose(RNNConfig(method="dni", truncation=8, batches=2), n=2, every=1)
+
+
+def test_the_exact_boundary_gradient_is_what_full_bptt_gives_at_each_boundary():
+    torch.manual_seed(0)
+    task = SequenceTask("copy", 3)
+    core = LSTMCore(task.in_features, 8, task.out_features)
+    episode = task.sample(3, 5, torch.Generator().manual_seed(0))  # 7 steps: boundaries at 2, 4, 6
+    pairs = true_boundary_gradients(core, episode, 2)
+    exact = ExactFutureGradient(core, 2)
+    exact.start(episode)
+    for state, grad in pairs:
+        torch.testing.assert_close(exact(state), grad)
+        torch.testing.assert_close(exact(state.clone()), grad)  # the same state again: the same boundary
+    assert all(p.grad is None for p in core.parameters())
+    with pytest.raises(RuntimeError, match="start"):
+        ExactFutureGradient(core, 2)(pairs[0][0])
+
+
+def test_the_exact_bounds_change_the_run_and_only_dni_can_have_them():
+    cfg = RNNConfig(method="dni", task="copy", truncation=2, hidden=8, width=2, batch_size=4, batches=6,
+                    window=2, threshold=0.5, log_every=3)
+    plain = train_copy(cfg, progress=False).history
+    a, b = train_copy_exact_gradient(cfg, progress=False), train_copy(cfg, progress=False, exact="gradient")
+    assert a.to_dict() == b.to_dict() and a.history != plain
+    c, d = train_copy_exact_target(cfg, progress=False), train_copy(cfg, progress=False, exact="target")
+    assert c.to_dict() == d.to_dict() and c.history not in (plain, a.history)
+    with pytest.raises(ValueError, match="method='bptt' is invalid with exact='gradient'"):
+        train_copy(RNNConfig(method="bptt", batches=2), progress=False, exact="gradient")
+    with pytest.raises(ValueError, match="exact='oracle' is unknown"):
+        train_copy(cfg, progress=False, exact="oracle")
+
+
+def test_the_exact_target_replaces_the_bootstrapped_one():
+    torch.manual_seed(0)
+    task = SequenceTask("copy", 3)
+    core = LSTMCore(task.in_features, 8, task.out_features)
+    interface = BackwardInterface(StateSynthesizer(core.state_size), lr=1e-2, scale=0.1)
+    episode = task.sample(3, 5, torch.Generator().manual_seed(0))
+    exact = ExactFutureGradient(core, 2)
+    exact.start(episode)
+    stats = run_episode(core, episode, 2, interface, None, step_each_chunk=False, keep=True, true_target=exact)
+    for (_, grad), target in zip(true_boundary_gradients(core, episode, 2), stats.targets):
+        torch.testing.assert_close(target, grad)
