@@ -68,14 +68,14 @@ def main(argv: list[str] | None = None) -> None:
           f"{a.episodes} batches per measure, {cores} cores; batches per second:")
     print(f"{'method':12s} {'before':>8s} {'fused Adam':>11s} {'2 processes':>12s} {'speed-up':>9s}")
     threads = torch.get_num_threads()
-    for method in RNN_METHODS:
-        shape = (method, a.length, a.truncation, a.hidden, a.batch, a.episodes)
-        before = _episodes_per_second(*shape, fused=False, threads=threads)
-        fused = _episodes_per_second(*shape, fused=True, threads=1)
-        with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:  # started once, for every method
+        for method in RNN_METHODS:
+            shape = (method, a.length, a.truncation, a.hidden, a.batch, a.episodes)
+            before = _episodes_per_second(*shape, fused=False, threads=threads)
+            fused = _episodes_per_second(*shape, fused=True, threads=1)
             both = sum(pool.map(_one_thread_run, [shape, shape]))
-        torch.set_num_threads(threads)
-        print(f"{RNN_METHOD_LABELS[method]:12s} {before:8.1f} {fused:11.1f} {both:12.1f} {both / before:8.2f}x")
+            torch.set_num_threads(threads)
+            print(f"{RNN_METHOD_LABELS[method]:12s} {before:8.1f} {fused:11.1f} {both:12.1f} {both / before:8.2f}x")
     torch.set_num_threads(1)
     cfg = RNNConfig(method="dni", task="copy", truncation=a.truncation, hidden=a.hidden, width=4,
                     batch_size=a.batch, synth_hidden=a.hidden, synth_steps=2)

@@ -12,8 +12,9 @@ NB05 = ROOT / "notebooks" / "05_rnn_copy.ipynb"
 
 
 def test_two_smoke_runs_with_the_same_seeds_write_identical_results(run_notebook, tmp_path):
-    a = run_notebook(NB05, tmp_path / "a", tasks=["copy"], methods=["bptt", "dni_aux"])
-    b = run_notebook(NB05, tmp_path / "b", tasks=["copy"], methods=["bptt", "dni_aux"])
+    # workers=1: the runs in the notebook's process (the results do not depend on it; no start-up of workers)
+    a = run_notebook(NB05, tmp_path / "a", tasks=["copy"], methods=["bptt", "dni_aux"], workers=1)
+    b = run_notebook(NB05, tmp_path / "b", tasks=["copy"], methods=["bptt", "dni_aux"], workers=1)
     assert a.read_bytes() == b.read_bytes()
 
 

@@ -23,7 +23,7 @@ FAST = [
     ("02_ff_cifar10", dict(dataset="cifar10-standin", archs=["fcn"], seeds=[0])),
     ("03_ff_async_updates", dict(dataset="mnist-5k", seeds=[0])),
     ("04_ff_complete_unlock", dict(dataset="mnist-5k")),
-    ("05_rnn_copy", dict(seeds=[0])),
+    ("05_rnn_copy", dict(seeds=[0], workers=1)),
     ("07_two_timescales", dict(dataset="mnist-5k", seeds=[0])),
     ("08_parallel_decoupled", dict(dataset="mnist-5k", seeds=[0])),
     ("09_ff_dni_diagnosis", dict(dataset="mnist-5k", seeds=[0])),
