@@ -7,6 +7,7 @@ import pandas as pd
 import torch
 
 from .rnn import RNN_METHOD_LABELS, RNNConfig, RNNRun, check_methods, check_truncations, train_copy
+from .profiles import asserts
 from .runner import RunOptions, train_many
 from .stats import clearly_above, mean_sd, seed_summary
 from .tasks import TASK_LABELS, check_task
@@ -131,8 +132,8 @@ def claims(runs: dict[Key, RNNRun], margin: float) -> dict[str, bool]:
     cells = sorted({(task, t) for task, t, _, _ in runs})
 
     def beats(high: str, low: str, where: list[tuple[str, int]]) -> bool | None:
-        verdicts = [clearly_above(cell_scores(runs, task, t, high), cell_scores(runs, task, t, low), margin)
-                    for task, t in where if cell_scores(runs, task, t, high) and cell_scores(runs, task, t, low)]
+        pairs = [(cell_scores(runs, task, t, high), cell_scores(runs, task, t, low)) for task, t in where]
+        verdicts = [clearly_above(h, lo, margin) for h, lo in pairs if h and lo]
         return all(verdicts) if verdicts else None
 
     for method in ("dni", "dni_aux"):
@@ -152,8 +153,7 @@ def claims(runs: dict[Key, RNNRun], margin: float) -> dict[str, bool]:
 def failed_asserted_claims(checks: dict[str, bool], assert_claims: bool | list[str]) -> list[str]:
     """The claims of ``checks`` that did not hold among those a profile asserts (``assert_claims``:
     True for all, False for none, or a list of claim names)."""
-    asserted = (lambda name: assert_claims) if isinstance(assert_claims, bool) else (lambda name: name in assert_claims)
-    return [name for name, held in checks.items() if not held and asserted(name)]
+    return [name for name, held in checks.items() if not held and asserts(assert_claims, name)]
 
 
 def advantage(runs: dict[Key, RNNRun], method: str = "dni") -> pd.DataFrame:

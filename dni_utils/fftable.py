@@ -9,7 +9,7 @@ import pandas as pd
 from .data import Dataset
 from .ff import METHOD_LABELS, METHODS, FFConfig, FFRun
 from .models import ARCHS
-from .profiles import check_seeds, select_profile
+from .profiles import asserts, check_seeds, select_profile
 from .runner import RunOptions, train_many
 from .stats import clearly_above, mean_sd, seed_summary
 
@@ -171,8 +171,7 @@ def failed_asserted_claims(checks: dict[str, bool], settings: dict) -> list[str]
     override it)."""
     def asserted(name: str) -> bool:
         arch, claim = name.split(" ", 1)
-        which = settings.get(arch, {}).get("assert_claims", settings["assert_claims"])
-        return which if isinstance(which, bool) else claim in which
+        return asserts(settings.get(arch, {}).get("assert_claims", settings["assert_claims"]), claim)
 
     return [name for name, held in checks.items() if not held and asserted(name)]
 

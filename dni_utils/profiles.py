@@ -34,6 +34,12 @@ def select_profile(profile: str, table: dict[str, dict[str, Any]], **overrides: 
     return settings
 
 
+def asserts(assert_claims: bool | list[str], claim: str) -> bool:
+    """Whether a profile's ``assert_claims`` (True: every claim, False: none, or a list of claim
+    names) asserts ``claim``."""
+    return assert_claims if isinstance(assert_claims, bool) else claim in assert_claims
+
+
 def check_seeds(seeds: list) -> list[int]:
     """A non-empty list of distinct seeds (integers >= 0), in the order given."""
     if not isinstance(seeds, (list, tuple)) or not seeds or not all(

@@ -156,11 +156,9 @@ class ExactFutureGradient(nn.Module):
     it) returns the same gradient. The core's ``.grad`` is not touched.
     """
 
-    def __init__(self, core: nn.Module, truncation: int,
-                 loss_fn: Callable[[torch.Tensor, Episode, int], torch.Tensor] | None = None) -> None:
+    def __init__(self, core: nn.Module, truncation: int) -> None:
         super().__init__()
         self.core, self.truncation = [core], truncation  # a list: not a submodule (no parameters of its own)
-        self.loss_fn = loss_fn or sequence_loss
         self.episode: Episode | None = None
         self.boundary = 0
         self.last: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -178,7 +176,7 @@ class ExactFutureGradient(nn.Module):
         with torch.enable_grad():
             s = trigger.detach().requires_grad_()
             logits, _ = unroll(self.core[0], self.episode.x[begin:], s)  # (L - begin, B, out)
-            (grad,) = torch.autograd.grad(self.loss_fn(logits, self.episode, begin), s)
+            (grad,) = torch.autograd.grad(sequence_loss(logits, self.episode, begin), s)
         self.last = (trigger.detach(), grad)
         return grad  # δ: (B, 2H)
 
@@ -438,7 +436,7 @@ class RNNRun:
 def adam(lr: float, fused: bool = False) -> Callable[..., torch.optim.Optimizer]:
     """An Adam factory. fused: torch's fused Adam kernel (one call for all the parameters instead
     of a Python loop over them, on the CPU as on CUDA): the same update to float rounding
-    (``tests/test_rnn.py`` compares the two), and about a tenth less time per chunk of a small
+    (``tests/test_copytable.py`` compares the two), and about a tenth less time per chunk of a small
     LSTM, where the optimiser steps after every chunk."""
     return lambda params: torch.optim.Adam(params, lr=lr, fused=fused or None)
 
