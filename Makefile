@@ -52,7 +52,7 @@ dryrun: venv
 # A notebook that fails (e.g. its data cannot be found offline) writes nothing; the others still
 # run, the README is regenerated from what exists, and the failures are listed at the end.
 # At cpu each executed notebook that ran through is also cleaned of what changes from run to run
-# (python -m dni_utils.executed) into executed/, which is committed; smoke and paper keep theirs in build/.
+# (python -m dni_utils.tools.executed) into executed/, which is committed; smoke and paper keep theirs in build/.
 figures: venv
 	@mkdir -p build/$(PROFILE)
 	@failed=""; for nb in $(NOTEBOOKS); do \
@@ -60,22 +60,22 @@ figures: venv
 	  extra=""; case "$$nb" in *02_ff_cifar10*) [ -z "$(CIFAR10)" ] || extra="-p dataset $(CIFAR10)";; esac; \
 	  echo "== $$nb (profile $(PROFILE)) $$extra"; \
 	  if $(VENV)/bin/papermill "$$nb" "$$out" --cwd notebooks -p profile $(PROFILE) $$extra; then \
-	    if [ "$(PROFILE)" = cpu ]; then $(PY) -m dni_utils.executed "$$out" --out-dir $(EXECUTED) || failed="$$failed $$nb"; fi; \
+	    if [ "$(PROFILE)" = cpu ]; then $(PY) -m dni_utils.tools.executed "$$out" --out-dir $(EXECUTED) || failed="$$failed $$nb"; fi; \
 	  else failed="$$failed $$nb"; fi; \
 	done; \
-	$(PY) -m dni_utils.readme; \
+	$(PY) -m dni_utils.tools.readme; \
 	if [ -n "$$failed" ]; then echo "failed:$$failed (see build/$(PROFILE)/)"; exit 1; fi
 
 bench: venv
-	$(PY) -m dni_utils.bench --device $(DEVICE)
-	$(PY) -m dni_utils.copybench
+	$(PY) -m dni_utils.tools.bench --device $(DEVICE)
+	$(PY) -m dni_utils.tools.copybench
 
 readme: venv
-	$(PY) -m dni_utils.readme
+	$(PY) -m dni_utils.tools.readme
 
 # The exercise version of each course notebook, generated from its solution (never edited by hand).
 exercises: venv
-	for nb in $(COURSE); do $(PY) -m dni_utils.exercises "$$nb" || exit 1; done
+	for nb in $(COURSE); do $(PY) -m dni_utils.tools.exercises "$$nb" || exit 1; done
 
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks/

@@ -4,9 +4,9 @@ Jaderberg et al. (2016), *Decoupled Neural Interfaces using Synthetic Gradients*
 Importing the package has no side effects (no seeding, no plotting style).
 """
 
-from .interfaces import INTERFACE_MODES, BackwardInterface, ForwardInterface, synthesizer_loss
-from .profiles import PROFILES, check_profile, select_profile
-from .synthesizers import SYNTHESIZER_KINDS, ConvSynthesizer, MLPSynthesizer, make_synthesizer
+from dni_utils.experiments.profiles import PROFILES, check_profile, select_profile
+from dni_utils.mechanism.interfaces import INTERFACE_MODES, BackwardInterface, ForwardInterface, synthesizer_loss
+from dni_utils.mechanism.synthesizers import SYNTHESIZER_KINDS, ConvSynthesizer, MLPSynthesizer, make_synthesizer
 
 __all__ = [
     "INTERFACE_MODES",

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dni_utils.data import CIFAR10_CLASSES, Dataset
+from dni_utils.data.images import CIFAR10_CLASSES, Dataset
 
 
 @pytest.fixture
@@ -96,8 +96,8 @@ def resumes_exactly(tmp_path, monkeypatch):
     """
     import json
 
-    from dni_utils.checkpoint import Checkpoint, run_key
-    from dni_utils.device import resolve_device
+    from dni_utils.tools.checkpoint import Checkpoint, run_key
+    from dni_utils.tools.device import resolve_device
 
     def check(train, cfg, data, every: int, stop_after: int = 1, device: str = "cpu"):
         dev = resolve_device(device)

@@ -30,7 +30,7 @@ class Constant(nn.Module):
 
 
 class Shadow(nn.Module):
-    """An exact synthesizer for a stage of the multi-process pipeline (``dni_utils.parallel``):
+    """An exact synthesizer for a stage of the multi-process pipeline (``dni_utils.trainers.parallel``):
     it runs its own copy of every later stage on the trigger (the label comes from the cDNI
     context), returns the true gradient of the summed cross-entropy there, and then takes the
     plain-SGD step those stages take on that batch, so that it stays exact batch after batch.

@@ -5,9 +5,9 @@ import re
 import pytest
 import torch
 
-from dni_utils.ff import FFConfig, FFTrainer, train_ff
-from dni_utils.ffasync import ASYNC_PROFILES, check_p_updates, claims, paper_rows, run_sweep, updates_frame
-from dni_utils.profiles import PROFILES
+from dni_utils.experiments.nb03_ff_async_updates import ASYNC_PROFILES, check_p_updates, claims, paper_rows, run_sweep, updates_frame
+from dni_utils.experiments.profiles import PROFILES
+from dni_utils.trainers.feedforward import FFConfig, FFTrainer, train_ff
 
 
 def _cfg(method="dni", **kw):

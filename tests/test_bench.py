@@ -1,6 +1,6 @@
 """The benchmark runs and prints its table (its timings are measured, never asserted)."""
 
-from dni_utils import bench
+from dni_utils.tools import bench
 
 
 def test_bench_prints_ratios_and_flops(capsys):
@@ -16,7 +16,7 @@ def test_a_linear_synthesizer_adds_two_products_per_interface():
 
 
 def test_the_copy_bench_prints_every_set_up_and_where_the_time_goes(capsys):
-    from dni_utils import copybench
+    from dni_utils.tools import copybench
 
     copybench.main(["--length", "2", "--hidden", "8", "--batch", "4", "--episodes", "2"])
     out = capsys.readouterr().out

@@ -4,15 +4,15 @@ the diagnosis of the synthesizer against the true boundary gradients."""
 import pytest
 import torch
 
-from dni_utils.copydiag import diagnose, least_squares_cosine, true_boundary_gradients
-from dni_utils.copytable import (
+from dni_utils.data.tasks import SequenceTask
+from dni_utils.experiments.nb05_rnn_copy import (
     advantage, claims, failed_asserted_claims, late_gain, paper_rows, train_copy_exact_gradient, train_copy_exact_target,
 )
-from dni_utils.interfaces import BackwardInterface
-from dni_utils.rnn import (
+from dni_utils.experiments.nb05_rnn_copy_diagnosis import diagnose, least_squares_cosine, true_boundary_gradients
+from dni_utils.mechanism.interfaces import BackwardInterface
+from dni_utils.trainers.recurrent import (
     ExactFutureGradient, LSTMCore, RNNConfig, RNNRun, StateSynthesizer, adam, build, run_episode, train_copy,
 )
-from dni_utils.tasks import SequenceTask
 
 
 def test_fused_adam_gives_the_same_training_as_the_loop_it_replaces():

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from dni_utils.exercises import exercise_path, main, make_exercise, stub_source
+from dni_utils.tools.exercises import exercise_path, main, make_exercise, stub_source
 
 COURSE = Path(__file__).resolve().parents[1] / "notebooks" / "course"
 SOLUTION = COURSE / "dni_course_solution.ipynb"

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from dni_utils import data as data_mod
-from dni_utils.data import BatchSampler, DataUnavailableError, jpeg_quality, load_dataset
+from dni_utils.data import images as data_mod
+from dni_utils.data.images import BatchSampler, DataUnavailableError, jpeg_quality, load_dataset
 
 
 def test_mnist_5k_is_offline_and_labelled_reduced():

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from dni_utils import BackwardInterface, make_synthesizer
-from dni_utils.ff import DivergenceError, FFConfig, FFTrainer, task_loss, train_ff
-from dni_utils.ffdiag import ABLATIONS, DIAG_PROFILES, claims, plan
-from dni_utils.runner import resolve_workers, train_many
+from dni_utils.experiments.nb09_ff_dni_diagnosis import ABLATIONS, DIAG_PROFILES, claims, plan
+from dni_utils.tools.runner import resolve_workers, train_many
+from dni_utils.trainers.feedforward import DivergenceError, FFConfig, FFTrainer, task_loss, train_ff
 
 
 def _cfg(**kw):

@@ -9,7 +9,7 @@ import papermill as pm
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from dni_utils.executed import (
+from dni_utils.tools.executed import (
     INJECTED_ID, WALL_CLOCK_CELL_NOTE, WALL_CLOCK_NOTE, WIDGET_MIME, clean_notebook, main, volatile_fields,
 )
 
@@ -28,11 +28,11 @@ _CELLS = [
         "print('trained', steps, 'steps')\nprint('warning: kept', file=sys.stderr)"
     ),
     new_code_cell(
-        "import matplotlib.pyplot as plt\nfrom dni_utils.plotting import set_style\nset_style()\n"
+        "import matplotlib.pyplot as plt\nfrom dni_utils.tools.plotting import set_style\nset_style()\n"
         "fig, ax = plt.subplots(figsize=(2, 1.5))\nax.plot([0, 1, 2], [2, 1, 3])\nplt.show()"
     ),
     new_code_cell(
-        "import time\nfrom dni_utils.executed import wall_clock\nprint('before')\n"
+        "import time\nfrom dni_utils.tools.executed import wall_clock\nprint('before')\n"
         "wall_clock(f'{steps} steps', time.perf_counter() - 12.3 * time.time() % 7)\nprint('after')"
     ),
     new_code_cell("time.perf_counter()", metadata={"tags": ["wall-clock"]}),
@@ -118,7 +118,7 @@ def test_the_command_line_cleans_into_a_folder_and_checks(executed, tmp_path, ca
 def test_committed_executed_copies_are_clean():
     # Passes with no executed copies yet (executed/ holds them once `make figures` has run at cpu).
     for path in sorted((ROOT / "executed").glob("*.ipynb")):
-        assert volatile_fields(nbformat.read(path, as_version=4)) == [], f"{path.name}: run python -m dni_utils.executed"
+        assert volatile_fields(nbformat.read(path, as_version=4)) == [], f"{path.name}: run python -m dni_utils.tools.executed"
 
 
 @pytest.mark.parametrize(
@@ -132,6 +132,6 @@ def test_committed_executed_copies_are_clean():
     ],
 )
 def test_progress_residue_is_dropped_and_other_lines_kept(text, expected):
-    from dni_utils.executed import _without_progress
+    from dni_utils.tools.executed import _without_progress
 
     assert _without_progress(text) == expected

@@ -6,10 +6,10 @@ import re
 import pytest
 import torch
 
-from dni_utils.ff import FF_MNIST_PROFILES, METHODS, DivergenceError, FFConfig, FFTrainer, train_ff
-from dni_utils.fftable import check_methods, claims, final_errors, paper_rows, run_grid
-from dni_utils.profiles import PROFILES, check_seeds, select_profile
-from dni_utils.stats import clearly_above, mean_sd
+from dni_utils.experiments.ffgrid import check_methods, claims, final_errors, paper_rows, run_grid
+from dni_utils.experiments.profiles import PROFILES, check_seeds, select_profile
+from dni_utils.experiments.stats import clearly_above, mean_sd
+from dni_utils.trainers.feedforward import FF_MNIST_PROFILES, METHODS, DivergenceError, FFConfig, FFTrainer, train_ff
 
 
 def _cfg(method="dni", **kw):

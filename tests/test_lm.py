@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from dni_utils import BackwardInterface
-from dni_utils.data import DataUnavailableError
-from dni_utils.lm import LMConfig, batchify, char_episode, char_loss, evaluate_bpc, train_lm
-from dni_utils.rnn import LSTMCore, StateSynthesizer, run_episode
-from dni_utils.text import EOL, PTB_FILES, from_texts, load_text, markov_text, tokens
+from dni_utils.data.images import DataUnavailableError
+from dni_utils.data.text import EOL, PTB_FILES, from_texts, load_text, markov_text, tokens
+from dni_utils.trainers.language_model import LMConfig, batchify, char_episode, char_loss, evaluate_bpc, train_lm
+from dni_utils.trainers.recurrent import LSTMCore, StateSynthesizer, run_episode
 from synth_stubs import Constant, Lookup
 
 V = 5  # vocabulary of the hand-made streams

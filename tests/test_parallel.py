@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dni_utils.data import load_dataset
-from dni_utils.parallel import (
+from dni_utils.data.images import load_dataset
+from dni_utils.trainers.parallel import (
     PARALLEL_PROFILES, ParallelConfig, StageFailedError, best_speedup, block_flops, stage_flops, stage_split,
     train_parallel,
 )
@@ -51,7 +51,7 @@ def test_with_an_exact_synthesizer_two_stage_dni_trains_exactly_as_backprop(data
 
 
 def _initial(data):
-    from dni_utils.models import make_net
+    from dni_utils.mechanism.models import make_net
 
     torch.manual_seed(0)
     return make_net("fcn", data.shape, TINY["depth"], TINY["width"], data.n_classes).state_dict()
@@ -164,11 +164,11 @@ def test_torchrun_runs_the_same_stages_to_the_same_numbers(tmp_path):
     import subprocess
     import sys
 
-    from dni_utils.parallel import assemble
+    from dni_utils.trainers.parallel import assemble
 
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}  # torchrun's own notice about OMP_NUM_THREADS
-    subprocess.run([str(torchrun), "--nproc-per-node", "2", "-m", "dni_utils.parallel", "--method", "dni",
+    subprocess.run([str(torchrun), "--nproc-per-node", "2", "-m", "dni_utils.trainers.parallel", "--method", "dni",
                     "--profile", "smoke", "--out", str(tmp_path)], check=True, env=env, timeout=300,
                    capture_output=True)
     cfg = ParallelConfig(**torch.load(tmp_path / "config.pt"))
@@ -192,7 +192,7 @@ def test_capped_cuts_every_method_to_whole_pipeline_steps():
 
 
 def test_a_dry_run_caps_every_config_and_a_bad_cap_is_refused():
-    from dni_utils.partable import configs
+    from dni_utils.experiments.nb08_parallel_decoupled import configs
 
     settings = PARALLEL_PROFILES["smoke"]
     assert {c.steps for c in configs(settings, [0], max_steps=5).values()} == {4}
@@ -218,7 +218,7 @@ def test_an_unknown_device_is_refused_before_any_stage_starts(data):
 
 
 def test_stages_share_the_gpus_round_robin(monkeypatch):
-    from dni_utils.parallel import stage_device
+    from dni_utils.trainers.parallel import stage_device
 
     assert stage_device("cpu", 3) == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
@@ -227,7 +227,7 @@ def test_stages_share_the_gpus_round_robin(monkeypatch):
 
 
 def test_the_estimate_times_one_short_run_per_method(data, monkeypatch):
-    from dni_utils import partable
+    from dni_utils.experiments import nb08_parallel_decoupled as partable
 
     calls = []
 

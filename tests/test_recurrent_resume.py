@@ -6,14 +6,14 @@ cuts a run to a number of training iterations, and the grids go through ``runner
 import pytest
 import torch
 
-from dni_utils.checkpoint import Checkpoint
-from dni_utils.copytable import run_grid as copy_grid
-from dni_utils.device import use_device
-from dni_utils.lm import LMConfig, train_lm
-from dni_utils.rnn import DivergenceError, RNNConfig, train_copy
-from dni_utils.runner import RunOptions
-from dni_utils.text import markov_text
-from dni_utils.timescales import TimescaleConfig, TimescaleData, train_timescales
+from dni_utils.data.text import markov_text
+from dni_utils.experiments.nb05_rnn_copy import run_grid as copy_grid
+from dni_utils.tools.checkpoint import Checkpoint
+from dni_utils.tools.device import use_device
+from dni_utils.tools.runner import RunOptions
+from dni_utils.trainers.language_model import LMConfig, train_lm
+from dni_utils.trainers.recurrent import DivergenceError, RNNConfig, train_copy
+from dni_utils.trainers.timescales import TimescaleConfig, TimescaleData, train_timescales
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from dni_utils import readme
-from dni_utils.results import write_results
+from dni_utils.tools import readme
+from dni_utils.tools.results import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from dni_utils import BackwardInterface
-from dni_utils.rnn import LSTMCore, RNNConfig, StateSynthesizer, build, run_episode, train_copy
-from dni_utils.tasks import Curriculum, Episode, SequenceTask, bit_errors
+from dni_utils.data.tasks import Curriculum, Episode, SequenceTask, bit_errors
+from dni_utils.trainers.recurrent import LSTMCore, RNNConfig, StateSynthesizer, build, run_episode, train_copy
 from synth_stubs import Constant, Lookup
 
 
@@ -73,7 +73,7 @@ def test_exact_synthesizer_equals_full_bptt():
         s.retain_grad()
         states.append(s)
         outs.append(out)
-    from dni_utils.rnn import sequence_loss
+    from dni_utils.trainers.recurrent import sequence_loss
 
     sequence_loss(torch.stack(outs), ep, 0).backward()
     true = [(states[t].detach(), states[t].grad.clone()) for t in (1, 3, 5)]  # s after steps 0-1, 2-3, 4-5

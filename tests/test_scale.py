@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from dni_utils.checkpoint import Checkpoint, Meter, first_non_finite, run_key, source_hash
-from dni_utils.device import device_name, resolve_device
-from dni_utils.executed import clean_notebook
-from dni_utils.ff import FFConfig, FFTrainer, train_ff
-from dni_utils.results import environment
-from dni_utils.runner import RunOptions, capped, run_options, train_many
+from dni_utils.tools.checkpoint import Checkpoint, Meter, first_non_finite, run_key, source_hash
+from dni_utils.tools.device import device_name, resolve_device
+from dni_utils.tools.executed import clean_notebook
+from dni_utils.tools.results import environment
+from dni_utils.tools.runner import RunOptions, capped, run_options, train_many
+from dni_utils.trainers.feedforward import FFConfig, FFTrainer, train_ff
 
 
 def _cfg(method="dni", **kw):
@@ -66,7 +66,7 @@ def test_a_meter_reads_back_exactly_what_item_gives():
 
 def test_the_divergence_error_comes_at_the_next_log_point_and_names_the_step(tiny_data, monkeypatch):
     """Batches turn to NaN from the 6th on: the run stops at the log point of step 8, naming step 6."""
-    from dni_utils import ff
+    from dni_utils.trainers import feedforward as ff
 
     original, calls = ff.BatchSampler.next, []
 

@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from synth_stubs import Lookup
 from torch import nn
 
-from dni_utils.interfaces import BackwardInterface
-from dni_utils.synthesizers import MLPSynthesizer
-from dni_utils.timescales import (
+from dni_utils.mechanism.interfaces import BackwardInterface
+from dni_utils.mechanism.synthesizers import MLPSynthesizer
+from dni_utils.trainers.timescales import (
     SYNTHETIC, TIMESCALE_METHODS, TimescaleConfig, TimescaleData, TimescaleSystem, build_system, evaluate, own_labels, train_timescales,
     train_window, window_labels,
 )

@@ -1,7 +1,7 @@
 """Generate the README's results table and notebook index.
 
-    python -m dni_utils.readme            # rewrite README.md in place
-    python -m dni_utils.readme --check    # exit 1 if README.md is not up to date
+    python -m dni_utils.tools.readme            # rewrite README.md in place
+    python -m dni_utils.tools.readme --check    # exit 1 if README.md is not up to date
 
 The table comes from ``results/*.json`` and the index from ``notebooks/*.ipynb``; they sit between
 ``<!-- results:start -->`` / ``<!-- results:end -->`` and ``<!-- index:start -->`` /
@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from .results import load_results
+from dni_utils.tools.results import load_results
 
 
 def _fmt(value, digits: int = 2) -> str:

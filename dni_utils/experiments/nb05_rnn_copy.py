@@ -6,11 +6,11 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from .rnn import RNN_METHOD_LABELS, RNNConfig, RNNRun, check_methods, check_truncations, train_copy
-from .profiles import asserts
-from .runner import RunOptions, train_many
-from .stats import clearly_above, mean_sd, seed_summary
-from .tasks import TASK_LABELS, check_task
+from dni_utils.data.tasks import TASK_LABELS, check_task
+from dni_utils.experiments.profiles import asserts
+from dni_utils.experiments.stats import clearly_above, mean_sd, seed_summary
+from dni_utils.tools.runner import RunOptions, train_many
+from dni_utils.trainers.recurrent import RNN_METHOD_LABELS, RNNConfig, RNNRun, check_methods, check_truncations, train_copy
 
 #: The paper's table (longest sequence length solved), as far as it could be read: BPTT and DNI
 #: for T = 2..5. The columns T = 8, 20, 40 and the DNI + Aux rows were not available to us.

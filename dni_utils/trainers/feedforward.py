@@ -26,11 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import Checkpoint, Meter, batch_loop_state, first_non_finite, resume_batch_loop
-from .data import BatchSampler, Dataset
-from .interfaces import BackwardInterface
-from .models import ARCHS, FFNet, make_net
-from .synthesizers import make_synthesizer
+from dni_utils.data.images import BatchSampler, Dataset
+from dni_utils.mechanism.interfaces import BackwardInterface
+from dni_utils.mechanism.models import ARCHS, FFNet, make_net
+from dni_utils.mechanism.synthesizers import make_synthesizer
+from dni_utils.tools.checkpoint import Checkpoint, Meter, batch_loop_state, first_non_finite, resume_batch_loop
 
 METHODS = ("bprop", "nobprop", "dni", "cdni")
 METHOD_LABELS = {"bprop": "Bprop", "nobprop": "No Bprop", "dni": "DNI", "cdni": "cDNI"}

@@ -1,7 +1,7 @@
 """Exercise notebooks, generated from their solutions (never edited by hand).
 
-    python -m dni_utils.exercises notebooks/course/dni_course_solution.ipynb           # writes ..._exercise.ipynb
-    python -m dni_utils.exercises notebooks/course/dni_course_solution.ipynb --check   # exit 1 if it is out of date
+    python -m dni_utils.tools.exercises notebooks/course/dni_course_solution.ipynb           # writes ..._exercise.ipynb
+    python -m dni_utils.tools.exercises notebooks/course/dni_course_solution.ipynb --check   # exit 1 if it is out of date
 
 In a solution notebook, the code a student writes sits in cells tagged ``solution``, between
 marker lines, and starts with a hint::

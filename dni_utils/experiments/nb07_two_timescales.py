@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .rnn import check_truncations
-from .runner import RunOptions, train_many
-from .stats import clearly_above, mean_sd, seed_summary
-from .timescales import (
+from dni_utils.experiments.stats import clearly_above, mean_sd, seed_summary
+from dni_utils.tools.runner import RunOptions, train_many
+from dni_utils.trainers.recurrent import check_truncations
+from dni_utils.trainers.timescales import (
     SYNTHETIC, TIMESCALE_LABELS, TimescaleConfig, TimescaleData, TimescaleRun, check_timescale_methods, train_timescales,
 )
 

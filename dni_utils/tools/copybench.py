@@ -1,6 +1,6 @@
 """Benchmark: the recurrent training loop of notebook 05 (Copy), before and after its fast paths.
 
-    python -m dni_utils.copybench [--length 6] [--truncation 2] [--hidden 64] [--batch 128] [--episodes 150]
+    python -m dni_utils.tools.copybench [--length 6] [--truncation 2] [--hidden 64] [--batch 128] [--episodes 150]
 
 One Copy episode of ``length`` vectors (13 steps at 6) is one training batch: the LSTM in chunks of
 T steps, the core's optimiser stepping after every chunk, the synthesizer's after every boundary.
@@ -31,7 +31,7 @@ from multiprocessing import get_context
 
 import torch
 
-from .rnn import RNN_METHODS, RNN_METHOD_LABELS, RNNConfig, build, run_episode
+from dni_utils.trainers.recurrent import RNN_METHODS, RNN_METHOD_LABELS, RNNConfig, build, run_episode
 
 
 def _episodes_per_second(method: str, length: int, truncation: int, hidden: int, batch: int, episodes: int,

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ff import task_loss
-from .interfaces import BackwardInterface, synthesizer_loss
-from .synthesizers import make_synthesizer
+from dni_utils.mechanism.interfaces import BackwardInterface, synthesizer_loss
+from dni_utils.mechanism.synthesizers import make_synthesizer
+from dni_utils.trainers.feedforward import task_loss
 
 
 class DecoupledMLP(nn.Module):

@@ -24,10 +24,10 @@ import dataclasses
 
 import pandas as pd
 
-from .data import Dataset
-from .ff import FFConfig, FFRun
-from .profiles import check_seeds
-from .runner import RunOptions, train_many
+from dni_utils.data.images import Dataset
+from dni_utils.experiments.profiles import check_seeds
+from dni_utils.tools.runner import RunOptions, train_many
+from dni_utils.trainers.feedforward import FFConfig, FFRun
 
 #: The DNI baseline of the diagnosis: notebook 01's cpu settings for DNI before it.
 BASELINE = dict(

@@ -35,10 +35,10 @@ import torch
 import torch.multiprocessing
 from tqdm import tqdm
 
-from .checkpoint import Checkpoint, run_key
-from .device import resolve_device, timer, use_device
-from .clock import WALL_CLOCK
-from .ff import train_ff
+from dni_utils.tools.checkpoint import Checkpoint, run_key
+from dni_utils.tools.clock import WALL_CLOCK
+from dni_utils.tools.device import resolve_device, timer, use_device
+from dni_utils.trainers.feedforward import train_ff
 
 #: The data set and the training function, in a worker process only (set by _init_worker).
 _WORKER: dict[str, Any] = {}

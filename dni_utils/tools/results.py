@@ -27,7 +27,7 @@ REQUIRED_KEYS = ("notebook", "title", "profile", "claim", "claims", "params", "d
 def environment(device: torch.device | str) -> dict[str, Any]:
     """What ran the notebook: the versions, and the device its runs actually used (``cpu``, or
     ``cuda (<GPU model>)``), whatever else the machine has."""
-    from .device import device_name
+    from dni_utils.tools.device import device_name
 
     return {
         "torch": torch.__version__,

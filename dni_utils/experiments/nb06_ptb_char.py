@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .lm import LMConfig, LMRun, train_lm
-from .rnn import RNN_METHOD_LABELS, check_methods, check_truncations
-from .runner import RunOptions, train_many
-from .stats import clearly_above, mean_sd, seed_summary
-from .text import TextCorpus
+from dni_utils.data.text import TextCorpus
+from dni_utils.experiments.stats import clearly_above, mean_sd, seed_summary
+from dni_utils.tools.runner import RunOptions, train_many
+from dni_utils.trainers.language_model import LMConfig, LMRun, train_lm
+from dni_utils.trainers.recurrent import RNN_METHOD_LABELS, check_methods, check_truncations
 
 #: LMConfig fields a profile table may set.
 _CONFIG_KEYS = (

@@ -28,13 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import Checkpoint, rng_state, set_rng_state
-from .device import timer
-from .rnn import (
+from dni_utils.data.tasks import Episode
+from dni_utils.data.text import TextCorpus, bits_per_character
+from dni_utils.tools.checkpoint import Checkpoint, rng_state, set_rng_state
+from dni_utils.tools.device import timer
+from dni_utils.trainers.recurrent import (
     DivergenceError, SeriesMeter, build_recurrent, check_recurrent_config, run_episode, summarize_episode, unroll,
 )
-from .tasks import Episode
-from .text import TextCorpus, bits_per_character
 
 
 def batchify(ids: torch.Tensor, streams: int) -> torch.Tensor:

@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .rnn import RNNConfig, build, run_episode, sequence_loss, unroll
-from .tasks import Episode, bit_errors
+from dni_utils.data.tasks import Episode, bit_errors
+from dni_utils.trainers.recurrent import RNNConfig, build, run_episode, sequence_loss, unroll
 
 
 def true_boundary_gradients(core, episode: Episode, truncation: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -25,7 +25,7 @@ last stage also holds the output layer). They talk through ``torch.distributed``
 What is timed (seconds, throughput, the timeline of what each stage did) depends on the machine
 and on what else runs, so ``ParallelRun.to_dict`` leaves it out: the result file holds counts and
 errors only. Launch: ``train_parallel`` (``torch.multiprocessing``, from a notebook) or
-``torchrun --nproc-per-node K -m dni_utils.parallel --method dni`` (the same stage code).
+``torchrun --nproc-per-node K -m dni_utils.trainers.parallel --method dni`` (the same stage code).
 If a stage raises or dies, the launcher stops the others at once and raises ``StageFailedError``
 with the stage's message.
 
@@ -68,13 +68,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from .checkpoint import Meter, first_non_finite
-from .data import BatchSampler, load_dataset
-from .device import resolve_device, synchronize, use_device
-from .ff import DivergenceError, one_hot, task_loss
-from .interfaces import BackwardInterface
-from .models import FFNet, make_net
-from .synthesizers import make_synthesizer
+from dni_utils.data.images import BatchSampler, load_dataset
+from dni_utils.mechanism.interfaces import BackwardInterface
+from dni_utils.mechanism.models import FFNet, make_net
+from dni_utils.mechanism.synthesizers import make_synthesizer
+from dni_utils.tools.checkpoint import Meter, first_non_finite
+from dni_utils.tools.device import resolve_device, synchronize, use_device
+from dni_utils.trainers.feedforward import DivergenceError, one_hot, task_loss
 
 PARALLEL_METHODS = ("bprop", "bprop_threads", "gpipe", "1f1b", "dni", "cdni")
 PARALLEL_LABELS = {
@@ -711,9 +711,9 @@ PARALLEL_PROFILES: dict[str, dict] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``torchrun --nproc-per-node K -m dni_utils.parallel --method dni --out DIR`` runs one stage per
-    process (RANK / WORLD_SIZE from torchrun); then ``python -m dni_utils.parallel --collect DIR``
-    evaluates what they wrote. Without torchrun, ``python -m dni_utils.parallel --method dni``
+    """``torchrun --nproc-per-node K -m dni_utils.trainers.parallel --method dni --out DIR`` runs one stage per
+    process (RANK / WORLD_SIZE from torchrun); then ``python -m dni_utils.trainers.parallel --collect DIR``
+    evaluates what they wrote. Without torchrun, ``python -m dni_utils.trainers.parallel --method dni``
     spawns the stages itself and prints the result."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", default="dni", choices=PARALLEL_METHODS)

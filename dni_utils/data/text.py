@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from .data import DataUnavailableError, data_dir, offline
+from dni_utils.data.images import DataUnavailableError, data_dir, offline
 
 TEXTS = ("ptb", "ptb-mini", "markov")
 PTB_URL = "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"

@@ -14,12 +14,12 @@ import dataclasses
 
 import pandas as pd
 
-from .data import Dataset
-from .ff import METHOD_LABELS, FFRun
-from .fftable import cell_errors, check_methods, config_for
-from .profiles import check_seeds
-from .runner import RunOptions, train_many
-from .stats import clearly_above, mean_sd, seed_summary
+from dni_utils.data.images import Dataset
+from dni_utils.experiments.ffgrid import cell_errors, check_methods, config_for
+from dni_utils.experiments.profiles import check_seeds
+from dni_utils.experiments.stats import clearly_above, mean_sd, seed_summary
+from dni_utils.tools.runner import RunOptions, train_many
+from dni_utils.trainers.feedforward import METHOD_LABELS, FFRun
 
 #: Settings per profile for notebook 03. ``p_updates``: the grid of the sweep (every method is run
 #: at every value); ``curve_ps``: the values whose learning curves are drawn. The claims (test

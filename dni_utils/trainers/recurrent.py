@@ -40,9 +40,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import Checkpoint, Meter, rng_state, set_rng_state
-from .interfaces import BackwardInterface, synthesizer_loss
-from .tasks import Curriculum, Episode, SequenceTask, bit_errors, check_task
+from dni_utils.data.tasks import Curriculum, Episode, SequenceTask, bit_errors, check_task
+from dni_utils.mechanism.interfaces import BackwardInterface, synthesizer_loss
+from dni_utils.tools.checkpoint import Checkpoint, Meter, rng_state, set_rng_state
 
 RNN_METHODS = ("bptt", "dni", "dni_aux")
 EXACT_BOUNDS = ("gradient", "target")  # train_copy's upper bounds of DNI

@@ -1,7 +1,7 @@
 """Executed copies of the notebooks, cleaned of what changes from run to run.
 
-    python -m dni_utils.executed build/cpu/01_ff_mnist.ipynb --out-dir executed   # clean into executed/
-    python -m dni_utils.executed --check executed/*.ipynb                          # exit 1 if any is not clean
+    python -m dni_utils.tools.executed build/cpu/01_ff_mnist.ipynb --out-dir executed   # clean into executed/
+    python -m dni_utils.tools.executed --check executed/*.ipynb                          # exit 1 if any is not clean
 
 ``make figures`` at the ``cpu`` profile keeps each executed notebook under ``executed/`` so that a
 reader sees every output without running anything. What papermill and the kernel record about
@@ -38,7 +38,7 @@ from pathlib import Path
 import nbformat
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CoalesceStreamsPreprocessor, Preprocessor
 
-from .clock import WALL_CLOCK, wall_clock  # noqa: F401 (wall_clock: the notebooks import it from here)
+from dni_utils.tools.clock import WALL_CLOCK, wall_clock  # noqa: F401 (wall_clock: the notebooks import it from here)
 
 #: Cell metadata an author sets, kept; everything else in a cell's metadata is about the run.
 CELL_METADATA_KEPT = ("tags", "jupyter", "collapsed", "scrolled", "editable", "deletable")

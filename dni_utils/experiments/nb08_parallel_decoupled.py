@@ -11,14 +11,14 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .device import resolve_device
-from .clock import WALL_CLOCK
-from .parallel import (
+from dni_utils.experiments.stats import mean_sd, seed_summary
+from dni_utils.tools.clock import WALL_CLOCK
+from dni_utils.tools.device import resolve_device
+from dni_utils.tools.runner import _duration
+from dni_utils.trainers.parallel import (
     WAITS, PARALLEL_LABELS, PARALLEL_METHODS, PIPELINES, ParallelConfig, ParallelRun, best_speedup, stage_split,
     train_parallel,
 )
-from .runner import _duration
-from .stats import mean_sd, seed_summary
 
 Key = tuple[str, int]  # (method, seed)
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .data import Dataset
-from .ff import METHOD_LABELS, METHODS, FFConfig, FFRun
-from .models import ARCHS
-from .profiles import asserts, check_seeds, select_profile
-from .runner import RunOptions, train_many
-from .stats import clearly_above, mean_sd, seed_summary
+from dni_utils.data.images import Dataset
+from dni_utils.experiments.profiles import asserts, check_seeds, select_profile
+from dni_utils.experiments.stats import clearly_above, mean_sd, seed_summary
+from dni_utils.mechanism.models import ARCHS
+from dni_utils.tools.runner import RunOptions, train_many
+from dni_utils.trainers.feedforward import METHOD_LABELS, METHODS, FFConfig, FFRun
 
 ARCH_LABELS = {"fcn": "FCN", "cnn": "CNN"}
 

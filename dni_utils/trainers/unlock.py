@@ -39,13 +39,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import Checkpoint, Meter, batch_loop_state, first_non_finite, resume_batch_loop
-from .data import BatchSampler, Dataset
-from .device import use_device
-from .ff import DivergenceError, FFConfig, FFRun, one_hot, task_loss, train_ff
-from .interfaces import BackwardInterface, ForwardInterface
-from .models import FFNet, make_net
-from .synthesizers import SYNTHESIZER_KINDS, make_synthesizer
+from dni_utils.data.images import BatchSampler, Dataset
+from dni_utils.mechanism.interfaces import BackwardInterface, ForwardInterface
+from dni_utils.mechanism.models import FFNet, make_net
+from dni_utils.mechanism.synthesizers import SYNTHESIZER_KINDS, make_synthesizer
+from dni_utils.tools.checkpoint import Checkpoint, Meter, batch_loop_state, first_non_finite, resume_batch_loop
+from dni_utils.tools.device import use_device
+from dni_utils.trainers.feedforward import DivergenceError, FFConfig, FFRun, one_hot, task_loss, train_ff
 
 
 @dataclass

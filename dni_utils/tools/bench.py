@@ -1,6 +1,6 @@
 """Benchmark: the cost of a training step with Bprop, DNI and cDNI on the same MLP.
 
-    python -m dni_utils.bench [--device auto] [--depth 3] [--width 256] [--batch 256] [--rounds 7] [--steps 30]
+    python -m dni_utils.tools.bench [--device auto] [--depth 3] [--width 256] [--batch 256] [--rounds 7] [--steps 30]
 
 The methods run in one process, interleaved round by round (so that a slow spell of the machine
 hits every method alike), on random MNIST-shaped data. Prints the median milliseconds per step
@@ -27,8 +27,8 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .device import device_name, timer, use_device
-from .ff import FFConfig, FFTrainer
+from dni_utils.tools.device import device_name, timer, use_device
+from dni_utils.trainers.feedforward import FFConfig, FFTrainer
 
 TARGET = 1.3
 

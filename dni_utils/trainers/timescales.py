@@ -40,10 +40,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import Checkpoint, rng_state, set_rng_state
-from .interfaces import BackwardInterface
-from .rnn import DivergenceError, SeriesMeter
-from .synthesizers import MLPSynthesizer
+from dni_utils.mechanism.interfaces import BackwardInterface
+from dni_utils.mechanism.synthesizers import MLPSynthesizer
+from dni_utils.tools.checkpoint import Checkpoint, rng_state, set_rng_state
+from dni_utils.trainers.recurrent import DivergenceError, SeriesMeter
 
 TIMESCALE_METHODS = ("bptt", "dni", "dni_state", "cdni", "none")
 TIMESCALE_LABELS = {"bptt": "BPTT", "dni": "DNI", "dni_state": "DNI, synthesizer reads A's state", "cdni": "cDNI",
