@@ -8,9 +8,11 @@ from torch import nn
 from dni_utils import ConvSynthesizer, MLPSynthesizer
 from dni_utils.data.images import DataUnavailableError, cifar10_standin, load_dataset
 from dni_utils.experiments.ffgrid import claims_by_arch, config_for, depths_for, failed_asserted_claims, run_grid, select_ff_profile
+from dni_utils.experiments.nb01_ff_mnist import FF_MNIST_PROFILES
+from dni_utils.experiments.nb02_ff_cifar10 import FF_CIFAR10_PROFILES
 from dni_utils.experiments.profiles import PROFILES
 from dni_utils.mechanism.models import make_cnn, make_net
-from dni_utils.trainers.feedforward import FF_CIFAR10_PROFILES, FF_MNIST_PROFILES, METHODS, FFConfig, FFTrainer, train_ff
+from dni_utils.trainers.feedforward import METHODS, FFConfig, FFTrainer, train_ff
 
 
 def _cnn_cfg(method="dni", **kw):

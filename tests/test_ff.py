@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from dni_utils.experiments.ffgrid import check_methods, claims, final_errors, paper_rows, run_grid
+from dni_utils.experiments.nb01_ff_mnist import FF_MNIST_PROFILES
 from dni_utils.experiments.profiles import PROFILES, check_seeds, select_profile
 from dni_utils.experiments.stats import clearly_above, mean_sd
-from dni_utils.trainers.feedforward import FF_MNIST_PROFILES, METHODS, DivergenceError, FFConfig, FFTrainer, train_ff
+from dni_utils.trainers.feedforward import METHODS, DivergenceError, FFConfig, FFTrainer, train_ff
 
 
 def _cfg(method="dni", **kw):

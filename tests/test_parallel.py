@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from dni_utils.data.images import load_dataset
+from dni_utils.experiments.nb08_parallel_decoupled import PARALLEL_PROFILES
 from dni_utils.trainers.parallel import (
-    PARALLEL_PROFILES, ParallelConfig, StageFailedError, best_speedup, block_flops, stage_flops, stage_split,
-    train_parallel,
+    ParallelConfig, StageFailedError, best_speedup, block_flops, stage_flops, stage_split, train_parallel,
 )
 
 TINY = dict(depth=4, width=32, batch_size=16, steps=6, snapshots=2, timeline_start=1, timeline_steps=2)

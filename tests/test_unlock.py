@@ -6,11 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dni_utils.experiments.nb04_ff_complete_unlock import UNLOCK_PROFILES, UNLOCK_THREADS, claims, unlock_config
 from dni_utils.experiments.profiles import PROFILES
 from dni_utils.trainers.feedforward import DivergenceError
-from dni_utils.trainers.unlock import (
-    UNLOCK_PROFILES, UNLOCK_THREADS, UnlockConfig, UnlockTrainer, claims, train_unlock, unlock_config,
-)
+from dni_utils.trainers.unlock import UnlockConfig, UnlockTrainer, train_unlock
 
 
 def _cfg(**kw):
@@ -162,7 +161,8 @@ def test_on_cuda_the_run_learns_is_deterministic_and_resumes_exactly(tiny_data, 
 
 def test_notebook_04_trains_both_kinds_of_run_through_one_function(tiny_data):
     from dni_utils.trainers.feedforward import FFConfig, FFRun
-    from dni_utils.trainers.unlock import UnlockRun, train_unlock_or_ff
+    from dni_utils.experiments.nb04_ff_complete_unlock import train_unlock_or_ff
+    from dni_utils.trainers.unlock import UnlockRun
 
     # the complete unlock trains with the process's default threads (the committed numbers were
     # made so), even inside runner.train_many, which sets one thread; the thread count changes the last bits

@@ -11,6 +11,43 @@ from dni_utils.tools.runner import RunOptions, train_many
 from dni_utils.trainers.language_model import LMConfig, LMRun, train_lm
 from dni_utils.trainers.recurrent import RNN_METHOD_LABELS, check_methods, check_truncations
 
+
+#: Settings per profile for notebook 06. ``truncations`` run with every method in ``methods``;
+#: ``reference_truncations`` run with BPTT only (the long-truncation baselines), for
+#: ``reference_train_chars`` (0: ``train_chars``), long enough for them to reach their best. ``pair`` is the
+#: (DNI T, BPTT T) of the data-efficiency claim: the characters DNI at the first T needs to reach
+#: the best validation BPC of BPTT at the second, against the characters BPTT needed.
+#: ``assert_claims``: True, False or the names of the claims the profile asserts.
+#: The synthesizer reads [h, tanh(c)] (``squash_cell``) at the paper's reported scale of 0.1: reading
+#: the raw cell state, DNI at T >= 4 ran away on the stream at cpu (the cell state's norm grew without
+#: bound, to 76,000 after 12,000 steps at T = 8, and the BPC stayed at the unigram level, 4.3);
+#: a scale of 0.03 avoided it but discounts the future gradient 33x per chunk.
+PTB_PROFILES: dict[str, dict] = {
+    "smoke": dict(
+        dataset="markov", truncations=[2, 4], reference_truncations=[8], methods=["bptt", "dni", "dni_aux"],
+        seeds=[0], workers=1, pair=[4, 8], hidden=16, batch_size=8, train_chars=2_000, reference_train_chars=3_000,
+        eval_every=1_000,
+        eval_streams=2, segment=40, lr=3e-3, synth_lr=1e-3, synth_hidden_layers=0, synth_hidden=16,
+        grad_scale=0.1, squash_cell=True, aux_weight=0.1, assert_claims=False,
+    ),
+    "cpu": dict(
+        dataset="ptb-mini", truncations=[2, 4, 8], reference_truncations=[40], methods=["bptt", "dni", "dni_aux"],
+        seeds=[0, 1], workers=0, pair=[8, 40], hidden=256, batch_size=32, train_chars=2_000_000,
+        reference_train_chars=6_000_000, eval_every=200_000,
+        eval_streams=8, segment=200, lr=2e-3, synth_lr=1e-3, synth_hidden_layers=0, synth_hidden=256,
+        grad_scale=0.1, squash_cell=True, aux_weight=0.1,
+        assert_claims=["dni_beats_bptt_at_T2", "dni_aux_beats_bptt_at_T2", "dni_aux_beats_bptt_at_T4",
+                       "dni_aux_beats_bptt_at_T8"],
+    ),
+    "paper": dict(
+        dataset="ptb", truncations=[2, 3, 4, 5, 8, 20, 40], reference_truncations=[], methods=["bptt", "dni", "dni_aux"],
+        seeds=[0, 1, 2], workers=0, pair=[8, 40], hidden=1024, batch_size=128, train_chars=100_000_000,
+        reference_train_chars=0,
+        eval_every=2_000_000, eval_streams=16, segment=200, lr=1e-3, synth_lr=1e-4, synth_hidden_layers=0,
+        synth_hidden=1024, grad_scale=0.1, squash_cell=True, aux_weight=0.1, assert_claims=True,
+    ),
+}
+
 #: LMConfig fields a profile table may set.
 _CONFIG_KEYS = (
     "hidden", "batch_size", "train_chars", "eval_every", "eval_streams", "segment", "lr", "synth_lr",

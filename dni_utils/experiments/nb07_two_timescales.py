@@ -11,6 +11,41 @@ from dni_utils.trainers.recurrent import check_truncations
 from dni_utils.trainers.timescales import (
     SYNTHETIC, TIMESCALE_LABELS, TimescaleConfig, TimescaleData, TimescaleRun, check_timescale_methods, train_timescales,
 )
+from dni_utils.trainers.timescales import TIMESCALE_METHODS
+
+
+#: Settings per profile for notebook 07. ``periods``: the values of T, each run with every method
+#: of ``methods`` at every seed; ``target_fraction``: B's target accuracy at a T is this fraction of
+#: BPTT's final accuracy there (mean over seeds), and a run's *ticks to target* is the first
+#: evaluation at which it reaches it; ``margin``: how far below BPTT's final accuracy DNI's may end
+#: and still count as "similar"; ``far_worse``: how far below BPTT No-B-signal must end;
+#: ``assert_claims``: the claims asserted at this profile (True: all, False: none).
+TIMESCALE_PROFILES: dict[str, dict] = {
+    "smoke": dict(
+        dataset="mnist-5k", periods=[2, 4], methods=list(TIMESCALE_METHODS), seeds=[0], ticks=48, batch_size=8,
+        encoder=16, hidden_a=8, message=4, hidden_b=8, lr=1e-3, synth_lr=1e-4, synth_hidden_layers=0,
+        synth_hidden=16, grad_scale=1.0, eval_every=16, eval_streams=16, eval_windows=2, timeline_windows=3,
+        target_fraction=0.9, margin=0.05, far_worse=0.2, workers=1, assert_claims=False,
+    ),
+    "cpu": dict(
+        dataset="mnist", periods=[2, 4, 8], methods=list(TIMESCALE_METHODS), seeds=[0, 1, 2], ticks=12_000,
+        batch_size=32, encoder=128, hidden_a=64, message=16, hidden_b=64, lr=1e-3, synth_lr=1e-4,
+        synth_hidden_layers=0, synth_hidden=128, grad_scale=1.0, eval_every=400, eval_streams=256, eval_windows=4,
+        timeline_windows=3, target_fraction=0.9, margin=0.05, far_worse=0.2, workers=0,
+        assert_claims=["cdni_within_margin_of_bptt_at_T2", "cdni_within_margin_of_bptt_at_T4",
+                       "cdni_within_margin_of_bptt_at_T8", "no_b_signal_far_worse_at_T2",
+                       "no_b_signal_far_worse_at_T4", "no_b_signal_far_worse_at_T8",
+                       "cdni_reaches_target_sooner_than_bptt_at_T4", "dni_state_beats_dni_at_T4",
+                       "dni_state_beats_dni_at_T8"],
+    ),
+    "paper": dict(
+        dataset="mnist", periods=[2, 4, 8, 16], methods=list(TIMESCALE_METHODS), seeds=[0, 1, 2], ticks=200_000,
+        batch_size=64, encoder=256, hidden_a=128, message=32, hidden_b=128, lr=1e-3, synth_lr=1e-4,
+        synth_hidden_layers=0, synth_hidden=256, grad_scale=1.0, eval_every=2000, eval_streams=1000,
+        eval_windows=4, timeline_windows=3, target_fraction=0.9, margin=0.05, far_worse=0.2, workers=0,
+        assert_claims=True,
+    ),
+}
 
 #: TimescaleConfig fields a profile table may set.
 _CONFIG_KEYS = (

@@ -8,13 +8,13 @@ Prints, for BPTT, DNI and DNI + Aux, batches per second in three set-ups:
 
 - ``before``: Adam's per-parameter loop (torch's default on the CPU), one process computing with
   the machine's threads: how notebook 05's grid ran before;
-- ``fused Adam``: the same with the fused Adam kernel (``rnn.adam``), one thread;
+- ``fused Adam``: the same with the fused Adam kernel (``recurrent.adam``), one thread;
 - ``2 processes``: the grid's way now, one run per worker process with one thread each and fused
   Adam: the machine's throughput (batches per second summed over the processes).
 
 Then where a DNI batch's time goes (cProfile, by internal time). This is a benchmark, not a test:
 it prints figures and never fails on them. The LSTM itself is already the fused ``nn.LSTM`` kernel
-over each chunk (``rnn.LSTMCore.chunk``); ``torch.compile`` was not used: the chunk shapes change
+over each chunk (``recurrent.LSTMCore.chunk``); ``torch.compile`` was not used: the chunk shapes change
 with every curriculum length, and the time goes to autograd's per-call overhead, not to kernels.
 """
 

@@ -3,7 +3,7 @@
 The training text is cut into ``batch_size`` contiguous streams, read side by side, one
 character per step. The LSTM's state is carried from chunk to chunk along each stream across the
 whole text (never reset inside an epoch). Training goes through the recurrent trainer of Copy
-(``rnn.run_episode``) one *segment* of ``segment`` steps at a time; each segment is an episode
+(``recurrent.run_episode``) one *segment* of ``segment`` steps at a time; each segment is an episode
 whose start state is the previous segment's end state and whose end is an open boundary. So every
 T steps the core steps from its loss plus the injected synthetic gradient, and the synthesizer is
 regressed onto its bootstrapped target, exactly as for Copy; segments only bound how much text is
@@ -240,40 +240,3 @@ def train_lm(
     core.load_state_dict(best_state)
     run.test_bpc = evaluate_bpc(core, corpus.test, v, cfg.eval_streams)
     return run
-
-
-#: Settings per profile for notebook 06. ``truncations`` run with every method in ``methods``;
-#: ``reference_truncations`` run with BPTT only (the long-truncation baselines), for
-#: ``reference_train_chars`` (0: ``train_chars``), long enough for them to reach their best. ``pair`` is the
-#: (DNI T, BPTT T) of the data-efficiency claim: the characters DNI at the first T needs to reach
-#: the best validation BPC of BPTT at the second, against the characters BPTT needed.
-#: ``assert_claims``: True, False or the names of the claims the profile asserts.
-#: The synthesizer reads [h, tanh(c)] (``squash_cell``) at the paper's reported scale of 0.1: reading
-#: the raw cell state, DNI at T >= 4 ran away on the stream at cpu (the cell state's norm grew without
-#: bound, to 76,000 after 12,000 steps at T = 8, and the BPC stayed at the unigram level, 4.3);
-#: a scale of 0.03 avoided it but discounts the future gradient 33x per chunk.
-PTB_PROFILES: dict[str, dict] = {
-    "smoke": dict(
-        dataset="markov", truncations=[2, 4], reference_truncations=[8], methods=["bptt", "dni", "dni_aux"],
-        seeds=[0], workers=1, pair=[4, 8], hidden=16, batch_size=8, train_chars=2_000, reference_train_chars=3_000,
-        eval_every=1_000,
-        eval_streams=2, segment=40, lr=3e-3, synth_lr=1e-3, synth_hidden_layers=0, synth_hidden=16,
-        grad_scale=0.1, squash_cell=True, aux_weight=0.1, assert_claims=False,
-    ),
-    "cpu": dict(
-        dataset="ptb-mini", truncations=[2, 4, 8], reference_truncations=[40], methods=["bptt", "dni", "dni_aux"],
-        seeds=[0, 1], workers=0, pair=[8, 40], hidden=256, batch_size=32, train_chars=2_000_000,
-        reference_train_chars=6_000_000, eval_every=200_000,
-        eval_streams=8, segment=200, lr=2e-3, synth_lr=1e-3, synth_hidden_layers=0, synth_hidden=256,
-        grad_scale=0.1, squash_cell=True, aux_weight=0.1,
-        assert_claims=["dni_beats_bptt_at_T2", "dni_aux_beats_bptt_at_T2", "dni_aux_beats_bptt_at_T4",
-                       "dni_aux_beats_bptt_at_T8"],
-    ),
-    "paper": dict(
-        dataset="ptb", truncations=[2, 3, 4, 5, 8, 20, 40], reference_truncations=[], methods=["bptt", "dni", "dni_aux"],
-        seeds=[0, 1, 2], workers=0, pair=[8, 40], hidden=1024, batch_size=128, train_chars=100_000_000,
-        reference_train_chars=0,
-        eval_every=2_000_000, eval_streams=16, segment=200, lr=1e-3, synth_lr=1e-4, synth_hidden_layers=0,
-        synth_hidden=1024, grad_scale=0.1, squash_cell=True, aux_weight=0.1, assert_claims=True,
-    ),
-}

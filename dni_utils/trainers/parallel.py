@@ -680,41 +680,13 @@ def train_parallel(
     return assemble(cfg, stages, data if data is not None else load_dataset(dataset))
 
 
-#: Settings per profile for notebook 08. ``methods`` are run in this order, one at a time (each
-#: has the machine to itself). ``error_points``: how close (percentage points of test error) DNI
-#: must come to backprop; ``speedup_target``: the throughput DNI must reach, relative to one worker.
-#: ``assert_errors`` / ``assert_speed``: whether those claims are asserted (at smoke the network is
-#: too small and too briefly trained for either, and arithmetic does not outweigh the messages).
-#: At ``cpu`` the speed-up asserted is 1.4, not 1.5: the arithmetic allows 1.60 on this network (the
-#: split that balances the pipelines' stages leaves DNI's first stage lighter by its synthesizer's
-#: work), and three executions on the idle 2-core machine measured 1.51, 1.48 and 1.44 for the
-#: better of DNI and cDNI, so 1.5 would be a coin toss.
-PARALLEL_PROFILES: dict[str, dict] = {
-    "smoke": dict(
-        dataset="mnist-5k", methods=list(PARALLEL_METHODS), seeds=[0], stages=2, depth=4, width=64, batch_size=32, steps=24,
-        lr=1e-3, synth_lr=1e-3, in_flight=2, staleness=2, snapshots=2, timeline_start=4, timeline_steps=4,
-        error_points=1.0, assert_errors=False, assert_speed=False, speedup_target=1.5,
-    ),
-    "cpu": dict(
-        dataset="mnist", methods=list(PARALLEL_METHODS), seeds=[0, 1], stages=2, depth=8, width=512, batch_size=128, steps=1600,
-        lr=3e-4, synth_lr=3e-4, in_flight=2, staleness=2, snapshots=8, timeline_start=200, timeline_steps=5,
-        error_points=1.0, assert_errors=True, assert_speed=True, speedup_target=1.4,
-    ),
-    # Our choices (the paper has no parallel experiment). Not run in full: on a GPU machine the stages
-    # share its GPUs (stage k on GPU k % count), their messages over gloo through the host (see the module).
-    "paper": dict(
-        dataset="mnist", methods=list(PARALLEL_METHODS), seeds=[0, 1, 2], stages=2, depth=8, width=1024, batch_size=256, steps=20_000,
-        lr=3e-4, synth_lr=3e-4, in_flight=2, staleness=2, snapshots=20, timeline_start=1000, timeline_steps=5,
-        error_points=1.0, assert_errors=True, assert_speed=True, speedup_target=1.5,
-    ),
-}
-
-
 def main(argv: list[str] | None = None) -> int:
     """``torchrun --nproc-per-node K -m dni_utils.trainers.parallel --method dni --out DIR`` runs one stage per
     process (RANK / WORLD_SIZE from torchrun); then ``python -m dni_utils.trainers.parallel --collect DIR``
     evaluates what they wrote. Without torchrun, ``python -m dni_utils.trainers.parallel --method dni``
     spawns the stages itself and prints the result."""
+    from dni_utils.experiments.nb08_parallel_decoupled import PARALLEL_PROFILES  # notebook 08's sizes
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", default="dni", choices=PARALLEL_METHODS)
     parser.add_argument("--profile", default="smoke", choices=tuple(PARALLEL_PROFILES))

@@ -1,0 +1,104 @@
+"""Notebook 04 (``notebooks/04_ff_complete_unlock.ipynb``): complete unlock, every layer trained
+on synthetic inputs and synthetic gradients (paper section 3.3), beside notebook 01's methods.
+Its profile table, the run configurations, the claims and the one function its grid trains with."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+from dni_utils.data.images import Dataset
+from dni_utils.tools.checkpoint import Checkpoint
+from dni_utils.trainers.feedforward import FFConfig, FFRun, train_ff
+from dni_utils.trainers.unlock import UnlockConfig, UnlockRun, train_unlock
+
+
+#: Settings per profile for notebook 04. ``compare``: the methods of notebook 01 trained beside the
+#: complete unlock, with the same sizes. The claims (test error in %): the composed network's final
+#: error at most ``max_error``; it at most ``compose_slack`` above the error of the output layer on
+#: its synthetic input (the layers, trained apart, work together); every synthetic input's relative
+#: error at most ``max_input_error``.
+UNLOCK_PROFILES: dict[str, dict] = {
+    "smoke": dict(
+        dataset="mnist-5k", depth=3, compare=["bprop", "dni", "cdni"], steps=60, batch_size=64, width=64, lr=1e-3,
+        grad_synth_hidden=64, input_synth_hidden_layers=1, input_synth_hidden=64, synth_hidden_layers=1,
+        synth_hidden=64, log_every=20, max_error=100.0, compose_slack=100.0, max_input_error=10.0,
+        assert_claims=False,
+    ),
+    "cpu": dict(
+        dataset="mnist", depth=4, compare=["bprop", "dni", "cdni"], steps=3000, batch_size=128, width=256, lr=1e-3,
+        grad_synth_hidden=1024, input_synth_hidden_layers=1, input_synth_hidden=512, synth_hidden_layers=1,
+        synth_hidden=256, log_every=300, max_error=15.0, compose_slack=2.0, max_input_error=0.5,
+        assert_claims=True,
+    ),
+    "paper": dict(
+        dataset="mnist", depth=4, compare=["bprop", "dni", "cdni"], steps=500_000, batch_size=256, width=256,
+        lr=3e-5, grad_synth_hidden=1024, input_synth_hidden_layers=2, input_synth_hidden=1024,
+        synth_hidden_layers=2, synth_hidden=1024, log_every=5000, max_error=3.0, compose_slack=0.5,
+        max_input_error=0.2, assert_claims=True,
+    ),
+}
+
+
+_UNLOCK_KEYS = ("depth", "width", "steps", "batch_size", "lr", "grad_synth_hidden", "input_synth_hidden_layers",
+                "input_synth_hidden", "log_every")
+
+
+def unlock_config(settings: dict, seed: int) -> UnlockConfig:
+    """The UnlockConfig of a profile's settings."""
+    return UnlockConfig(seed=seed, **{k: settings[k] for k in _UNLOCK_KEYS}).validate()
+
+
+def claims(run: UnlockRun, max_error: float, compose_slack: float, max_input_error: float) -> dict[str, bool]:
+    """The paper's claim on complete unlock, judged on the final numbers (errors in %):
+
+    - ``unlock_learns``: the composed network's test error at most ``max_error``;
+    - ``layers_compose``: that error at most ``compose_slack`` above the output layer's error on
+      its synthetic input, the path every layer was trained on;
+    - ``synthetic_inputs_match``: every synthetic input's relative error at most ``max_input_error``.
+    """
+    last = run.history[-1]
+    composed, synthetic = 100 * last["test_error"], 100 * last["synthetic_test_error"]
+    return {
+        "unlock_learns": composed <= max_error,
+        "layers_compose": composed <= synthetic + compose_slack,
+        "synthetic_inputs_match": all(e <= max_input_error for e in last["input_rel_error"]),
+    }
+
+
+#: The intra-op threads of this process when this module was imported (torch's default: one per
+#: core). The complete unlock has always trained with them (``results/04_*.cpu.json`` was made so),
+#: while ``runner.train_many`` gives its runs one thread each; see ``train_unlock_or_ff``.
+UNLOCK_THREADS = torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train_unlock_or_ff(
+    cfg: UnlockConfig | FFConfig, data: Dataset, progress: bool = True, desc: str | None = None,
+    device: torch.device | str | None = None, checkpoint: Checkpoint | None = None,
+) -> UnlockRun | FFRun:
+    """Notebook 04's runs in one ``runner.train_many`` grid (one cost estimate, one step cap, one
+    checkpoint folder for all of them): an ``UnlockConfig`` trains with ``train_unlock``, an
+    ``FFConfig`` (the methods compared beside it) with ``feedforward.train_ff``.
+
+    The complete unlock trains with ``UNLOCK_THREADS`` intra-op threads rather than the one thread
+    ``train_many`` sets: on the CPU the number of threads changes the order of the sums, hence the
+    last bits of the numbers, and the committed results were made with the default (the comparison
+    runs have always trained through ``train_many``, with one)."""
+    if isinstance(cfg, UnlockConfig):
+        with _threads(UNLOCK_THREADS):
+            return train_unlock(cfg, data, progress=progress, desc=desc, device=device, checkpoint=checkpoint)
+    if isinstance(cfg, FFConfig):
+        return train_ff(cfg, data, progress=progress, desc=desc, device=device, checkpoint=checkpoint)
+    raise TypeError(f"cfg={cfg!r} is invalid: expected an UnlockConfig or an FFConfig")
