@@ -40,14 +40,19 @@ def _check_mode(mode: str) -> str:
     return mode
 
 
-def synthesizer_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def synthesizer_loss(prediction: torch.Tensor, target: torch.Tensor, runs: int = 0) -> torch.Tensor:
     """‖prediction − target‖² summed over every non-batch dimension, divided by the batch size.
 
     The batch is dimension 0 of ``prediction``; a (T, B, H) tensor must be given as (B, ...).
+    runs: for a group of runs trained as one model (``trainers.grouped``), whose dimension 1 holds
+    the runs run-major (``(B, R, ...)`` or ``(B, R*C, H, W)``): the loss of each run, ``(R,)``.
     """
     if prediction.shape != target.shape:
         raise ValueError(f"target shape {tuple(target.shape)} != prediction shape {tuple(prediction.shape)}")
-    return (prediction - target.detach()).pow(2).sum() / prediction.shape[0]
+    squares = (prediction - target.detach()).pow(2)
+    if runs:
+        return squares.reshape(prediction.shape[0], runs, -1).sum((0, 2)) / prediction.shape[0]
+    return squares.sum() / prediction.shape[0]
 
 
 class BackwardInterface(nn.Module):
@@ -56,6 +61,8 @@ class BackwardInterface(nn.Module):
     mode: ``dni`` injects the synthetic gradient and trains the synthesizer; ``warmup`` trains
     the synthesizer but injects nothing; ``off`` does neither (the edge just cuts the graph).
     scale: factor on the injected gradient (``scale · δ̂``); the synthesizer still predicts δ.
+    runs: 0 for one run; R for R runs trained as one model (``trainers.grouped``): the loss is then
+    per run, ``(R,)``, and its sum is what the synthesizer's optimiser minimises.
     """
 
     def __init__(
@@ -66,8 +73,10 @@ class BackwardInterface(nn.Module):
         mode: str = "dni",
         optimizer: OptimizerFactory | None = None,
         steps: int = 1,
+        runs: int = 0,
     ) -> None:
         super().__init__()
+        self.runs = runs
         if not lr > 0:
             raise ValueError(f"lr={lr!r} is invalid: expected a positive number")
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
@@ -184,13 +193,13 @@ class BackwardInterface(nn.Module):
             if message.grad is None:
                 raise RuntimeError("no gradient has reached the message yet: run downstream's backward first")
             target = message.grad
-        loss = synthesizer_loss(pred, target)
+        loss = synthesizer_loss(pred, target, self.runs)
         if self.optimizer is not None:
             for k in range(self.steps):
                 if k:  # a further step on the same target, from the updated synthesizer
-                    loss = synthesizer_loss(self.synthetic_gradient(trigger, context), target)
+                    loss = synthesizer_loss(self.synthetic_gradient(trigger, context), target, self.runs)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.sum().backward()  # one run: the loss itself; a group: each run's own gradient
                 self.optimizer.step()
                 self._version += 1
         self.last_loss_tensor = loss.detach()

@@ -1,0 +1,163 @@
+"""Grouped feed-forward runs: R seeds as one model give each seed's ungrouped run.
+
+The comparisons run in float64. In float32 a grouped run differs from its ungrouped run the way
+any reordering of the sums does, and here that is not small: the bias of a layer followed by
+BatchNorm has a gradient that is zero but for rounding, and Adam divides it by its own running
+size, turning rounding noise into steps of up to the learning rate (seen: 4e-3 on such biases
+after two steps). In float64 the rounding is 1e-16 and Adam's eps (1e-8) swamps it, so the
+equivalence is checked to 1e-9.
+"""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from dni_utils.data.images import BatchSampler
+from dni_utils.trainers.feedforward import FFConfig, FFTrainer, train_ff
+from dni_utils.trainers.grouped import (
+    GroupedAdam, GroupedFFTrainer, check_group, group_key, groups, stack_batches, train_ff_group,
+)
+
+SEEDS = (0, 1, 2)
+SMALL = dict(depth=2, width=16, steps=12, batch_size=16, lr=3e-3, synth_lr=1e-2, synth_hidden_layers=1,
+             synth_hidden=16, log_every=6, diag_batch=32, lr_milestones=(0.5,))
+CNN = dict(arch="cnn", width=4, conv_synth_hidden_layers=1, conv_synth_channels=4)
+
+VARIANTS = {
+    "bprop": dict(method="bprop"),
+    "nobprop": dict(method="nobprop"),
+    "dni": dict(method="dni"),
+    "cdni": dict(method="cdni"),
+    "dni, linear synthesizer, 2 steps per target": dict(method="dni", synth_kind="linear", synth_steps=2),
+    "dni, p_update 0.6": dict(method="dni", p_update=0.6),
+    "cdni, p_update 0.6": dict(method="cdni", p_update=0.6),
+    "bprop, p_update 0.6, chain": dict(method="bprop", p_update=0.6),
+    "bprop, p_update 0.6, independent": dict(method="bprop", p_update=0.6, bprop_async="independent"),
+    "nobprop, p_update 0.6": dict(method="nobprop", p_update=0.6),
+    "cnn bprop": dict(method="bprop", **CNN),
+    "cnn dni": dict(method="dni", **CNN),
+    "cnn cdni": dict(method="cdni", **CNN),
+    "cnn cdni, mlp at the top": dict(method="cdni", conv_top_synth="mlp", **CNN),
+}
+
+
+@pytest.fixture
+def data64(tiny_data):
+    """``tiny_data`` in float64, with float64 the default dtype for the networks built meanwhile."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield dataclasses.replace(tiny_data, x_train=tiny_data.x_train.double(), x_test=tiny_data.x_test.double())
+    finally:
+        torch.set_default_dtype(before)
+
+
+def _configs(**fields):
+    return [FFConfig(seed=s, **{**SMALL, **fields}) for s in SEEDS]
+
+
+def _close(a, b, what, rtol=1e-9, atol=1e-11):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), what
+        for k in a:
+            _close(a[k], b[k], f"{what}.{k}", rtol, atol)
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), what
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, f"{what}[{i}]", rtol, atol)
+    elif isinstance(a, float) and (math.isnan(a) or (isinstance(b, float) and math.isnan(b))):
+        assert isinstance(b, float) and math.isnan(a) and math.isnan(b), f"{what}: {a} != {b}"
+    elif isinstance(a, float):
+        assert b == pytest.approx(a, rel=rtol, abs=atol), f"{what}: {a} != {b}"
+    else:
+        assert a == b, f"{what}: {a!r} != {b!r}"
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_a_grouped_run_equals_the_ungrouped_run_of_the_same_seed(data64, variant):
+    """Every logged number (train loss, test error, synthesizer losses, gradient cosines) and the
+    update counts of each seed, after 12 steps with a learning-rate drop at step 6."""
+    cfgs = _configs(**VARIANTS[variant])
+    grouped = train_ff_group(cfgs, data64, progress=False)
+    for cfg, run in zip(cfgs, grouped):
+        alone = train_ff(cfg, data64, progress=False)
+        _close(alone.to_dict(), run.to_dict(), f"{variant}, seed {cfg.seed}")
+
+
+@pytest.mark.parametrize("variant", ["bprop", "dni, p_update 0.6", "cnn cdni"])
+def test_a_grouped_trainer_holds_the_same_weights_and_statistics_as_each_run(data64, variant):
+    """After 8 steps, to 1e-9, but for the biases in front of a BatchNorm and that BatchNorm's
+    running mean (1e-6): such a bias has no effect on any output, and its zero gradient is rounding
+    that Adam scales by lr / eps (seen: 1e-7 after 8 steps of the CNN, in float64)."""
+    tiny_data = data64
+    cfgs = _configs(**VARIANTS[variant])
+    shape = tiny_data.shape
+    group = GroupedFFTrainer(cfgs, shape, tiny_data.n_classes)
+    singles = [FFTrainer(c, shape, tiny_data.n_classes) for c in cfgs]
+    samplers = [BatchSampler(tiny_data.x_train, tiny_data.y_train, c.batch_size, c.seed) for c in cfgs]
+    group.train()
+    for t in singles:
+        t.train()
+    for _ in range(8):
+        x, y = stack_batches(samplers)
+        losses = group.step(x, y)
+        for r, t in enumerate(singles):
+            assert t.step(x[:, r], y[:, r]).item() == pytest.approx(losses[r].item(), rel=1e-9)
+    group.copy_to_members()
+    for member, single in zip(group.members, singles):
+        pairs = [(f"net.{n}", a, b, _in_front_of_batchnorm(single.net)) for (n, a), (_, b)
+                 in zip(member.net.state_dict().items(), single.net.state_dict().items())]
+        for i, (m_iface, s_iface) in enumerate(zip(member.interfaces, single.interfaces)):
+            pairs += [(f"interface {i}.{n}", a, b, _in_front_of_batchnorm(s_iface)) for (n, a), (_, b)
+                      in zip(m_iface.state_dict().items(), s_iface.state_dict().items())]
+        for name, a, b, loose in pairs:
+            atol = 1e-6 if name.split(".", 1)[1] in loose else 1e-9
+            torch.testing.assert_close(a, b, rtol=0, atol=atol, msg=f"{variant}: {name}")
+    assert group.updates.tolist() == [t.updates for t in singles]
+    assert group.head_updates.tolist() == [t.head_updates for t in singles]
+
+
+def _in_front_of_batchnorm(module: torch.nn.Module) -> set[str]:
+    """Names of the biases directly in front of a BatchNorm, and of that BatchNorm's running mean."""
+    out = set()
+    for prefix, seq in module.named_modules():
+        if isinstance(seq, torch.nn.Sequential):
+            for k in range(len(seq) - 1):
+                if isinstance(seq[k + 1], (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                    dot = f"{prefix}." if prefix else ""
+                    out |= {f"{dot}{k}.bias", f"{dot}{k + 1}.running_mean"}
+    return out
+
+
+def test_one_grouped_adam_equals_one_torch_adam_per_run():
+    gen = torch.Generator().manual_seed(0)
+    runs = [torch.randn(5, 3, generator=gen) for _ in range(4)]
+    grads = [[torch.randn(5, 3, generator=gen) for _ in runs] for _ in range(6)]
+    masks = [torch.rand(4, generator=gen) < 0.6 for _ in range(6)]
+    singles = [torch.nn.Parameter(p.clone()) for p in runs]
+    opts = [torch.optim.Adam([p], lr=1e-2) for p in singles]
+    stacked = torch.nn.Parameter(torch.stack(runs))
+    grouped = GroupedAdam([stacked], runs=4, lr=1e-2)
+    for step_grads, mask in zip(grads, masks):
+        stacked.grad = torch.stack(step_grads)
+        grouped.step(mask)
+        for p, o, g, on in zip(singles, opts, step_grads, mask):
+            if on:  # a run that is not available does not step at all
+                p.grad = g.clone()
+                o.step()
+    torch.testing.assert_close(stacked.detach(), torch.stack([p.detach() for p in singles]), rtol=1e-6, atol=1e-7)
+
+
+def test_configs_that_cannot_be_grouped_train_alone_and_mixed_groups_are_refused():
+    a, b = FFConfig(seed=0, **SMALL), FFConfig(seed=1, **SMALL)
+    assert group_key(a) == group_key(b) is not None
+    assert group_key(FFConfig(synth_target="true")) is None  # the oracle runs one by one
+    assert group_key(FFConfig(p_update=0.5, synth_steps=2)) is None
+    cfgs = [a, FFConfig(seed=0, **{**SMALL, "depth": 3}), b, FFConfig(synth_target="true"), FFConfig(seed=2, **SMALL)]
+    assert groups(cfgs) == [[0, 2, 4], [1], [3]]
+    with pytest.raises(ValueError, match="differ only in"):
+        check_group([a, FFConfig(seed=1, **{**SMALL, "width": 8})])
+    with pytest.raises(ValueError, match="cannot be grouped"):
+        check_group([FFConfig(synth_target="true")])
