@@ -3,7 +3,8 @@
 #                at cpu the executed notebooks are also kept, cleaned, under executed/;
 #                CIFAR10=cifar10-jpeg runs notebook 02 on the JPEG-folder copy of CIFAR-10
 # make dryrun    the paper-profile dry runs too slow for make test (paper-size CNNs, the paper language model)
-# make bench     time Bprop / DNI / cDNI training steps (DEVICE=cpu|cuda|auto), the cost of per-step host reads, and the Copy loop
+# make bench     time Bprop / DNI / cDNI training steps (DEVICE=cpu|cuda|auto), the cost of per-step host reads, the Copy loop,
+#                and grouped feed-forward runs against runs one after another
 # make readme    regenerate the README's results table and notebook index from results/ and notebooks/
 # make exercises generate each course exercise notebook from its solution (notebooks/course/)
 # make lab       open JupyterLab on the notebooks with the project's kernel
@@ -69,6 +70,7 @@ figures: venv
 bench: venv
 	$(PY) -m dni_utils.tools.bench --device $(DEVICE)
 	$(PY) -m dni_utils.tools.copybench
+	$(PY) -m dni_utils.tools.groupbench --device $(DEVICE)
 
 readme: venv
 	$(PY) -m dni_utils.tools.readme

@@ -161,3 +161,49 @@ def test_configs_that_cannot_be_grouped_train_alone_and_mixed_groups_are_refused
         check_group([a, FFConfig(seed=1, **{**SMALL, "width": 8})])
     with pytest.raises(ValueError, match="cannot be grouped"):
         check_group([FFConfig(synth_target="true")])
+
+
+def test_train_many_groups_runs_by_seed_and_returns_them_in_order(data64, capsys):
+    from dni_utils.tools.runner import RunOptions, train_many
+
+    cfgs = [*_configs(method="dni"), *_configs(method="bprop")[:2], FFConfig(seed=0, **{**SMALL, "synth_target": "true"})]
+    off = train_many(cfgs, data64, progress=False, options=RunOptions(device="cpu", group_runs="off"))
+    assert "groups" not in capsys.readouterr().out
+    on = train_many(cfgs, data64, progress=False, options=RunOptions(device="cpu", group_runs="on"))
+    out = capsys.readouterr().out
+    assert "6 runs to train" in out and "in 3 groups of runs that differ only in their seed" in out
+    assert "warm-up of each configuration (grouped)" in out
+    for a, b, cfg in zip(off, on, cfgs):
+        assert b.config == cfg
+        _close(a.to_dict(), b.to_dict(), f"{cfg.method}, seed {cfg.seed}")
+
+
+def test_group_runs_is_checked_and_auto_groups_on_cuda_only():
+    from dni_utils.tools.runner import RunOptions
+    from dni_utils.trainers.language_model import train_lm
+
+    with pytest.raises(ValueError, match=r"group_runs='sometimes' is unknown: expected one of \('auto', 'on', 'off'\)"):
+        RunOptions(device="cpu", group_runs="sometimes")
+    assert not RunOptions(device="cpu", group_runs="auto").grouped()
+    assert RunOptions(device="cpu", group_runs="on").grouped()
+    assert not RunOptions(device="cpu", group_runs="on").grouped(train_lm)  # feed-forward runs only
+    assert RunOptions(device="cpu", group_runs="auto").grouped(device=torch.device("cuda"))
+
+
+def test_grouped_runs_in_worker_processes_are_those_of_one_process(tiny_data):
+    from dni_utils.tools.runner import RunOptions, train_many
+
+    cfgs = _configs(method="cdni") + _configs(method="nobprop")
+    options = RunOptions(device="cpu", group_runs="on", estimate=False)
+    here = train_many(cfgs, tiny_data, workers=1, progress=False, options=options)
+    there = train_many(cfgs, tiny_data, workers=2, progress=False, options=options)
+    assert [r.to_dict() for r in here] == [r.to_dict() for r in there]
+
+
+def test_the_group_bench_prints_its_table(capsys):
+    from dni_utils.tools import groupbench
+
+    groupbench.main(["--device", "cpu", "--runs", "1", "2", "--batch", "4", "--steps", "1", "--rounds", "1"])
+    out = capsys.readouterr().out
+    assert "one by one" in out and "grouped" in out and "FLOP floor" in out
+    assert out.count("paper (2x1024 synthesizers)") == 2 and "cpu (1x1024 synthesizer)" in out

@@ -19,6 +19,15 @@ configuration on the device.
 
 Every config class a grid trains provides ``train_steps()`` (how many training steps the run
 takes) and ``capped(n)`` (the same run cut to at most ``n`` steps, logging at its end).
+
+Grouped runs (``RunOptions.group_runs``): feed-forward runs (``train_ff``) that differ only in
+their seed can train as ONE model with the runs stacked in every tensor
+(``trainers.grouped.train_ff_group``), which removes the per-run host overhead that bounds a
+small network's step on a GPU. ``auto`` groups on CUDA and not on the CPU, where the 2-core
+measurement of ``make bench`` found no gain (and where the committed results were made one run
+at a time: a grouped run equals its ungrouped run to float tolerance, not bit for bit). A group
+is one task for a worker; a grouped run that is interrupted starts again (its finished runs are
+checkpointed one by one and loaded as usual).
 """
 
 from __future__ import annotations
@@ -39,6 +48,10 @@ from dni_utils.tools.checkpoint import Checkpoint, run_key
 from dni_utils.tools.clock import WALL_CLOCK
 from dni_utils.tools.device import resolve_device, timer, use_device
 from dni_utils.trainers.feedforward import train_ff
+from dni_utils.trainers.grouped import groups, train_ff_group
+
+#: Values of ``RunOptions.group_runs`` (and the notebooks' ``group_runs`` parameter).
+GROUP_RUNS = ("auto", "on", "off")
 
 #: The data set and the training function, in a worker process only (set by _init_worker).
 _WORKER: dict[str, Any] = {}
@@ -75,6 +88,8 @@ class RunOptions:
     checkpoint_seconds: and whenever this long has passed since its last save (0: by count only).
     estimate: print the runs, steps and estimated time before the first run.
     warmup_steps: steps of each configuration's timed warm-up (at most ``max_steps`` when that is set).
+    group_runs: ``auto`` (on CUDA), ``on`` or ``off``: train feed-forward runs that differ only in
+    their seed as one grouped model (see the module).
     """
 
     device: str = "auto"
@@ -84,9 +99,12 @@ class RunOptions:
     checkpoint_seconds: float = 120.0
     estimate: bool = True
     warmup_steps: int = 10
+    group_runs: str = "off"
 
     def __post_init__(self) -> None:
         resolve_device(self.device)  # a clear error for an unknown device, or CUDA where there is none
+        if self.group_runs not in GROUP_RUNS:
+            raise ValueError(f"group_runs={self.group_runs!r} is unknown: expected one of {GROUP_RUNS}")
         for name in ("max_steps", "checkpoint_every", "warmup_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -95,6 +113,11 @@ class RunOptions:
             raise ValueError(f"warmup_steps={self.warmup_steps!r} is invalid: expected a positive integer")
         if not (isinstance(self.checkpoint_seconds, (int, float)) and self.checkpoint_seconds >= 0):
             raise ValueError(f"checkpoint_seconds={self.checkpoint_seconds!r} is invalid: expected a number >= 0")
+
+    def grouped(self, train: Train = train_ff, device: torch.device | None = None) -> bool:
+        """Whether ``train``'s runs are grouped on ``device`` (default: the options' device)."""
+        device = resolve_device(self.device) if device is None else device
+        return train is train_ff and (self.group_runs == "on" or (self.group_runs == "auto" and device.type == "cuda"))
 
     def checkpoint(self, train: Train, cfg: Any, data: Any, device: torch.device) -> Checkpoint | None:
         if not self.checkpoint_dir:
@@ -142,13 +165,33 @@ def _train_one(train: Train, cfg: Any, data: Any, options: RunOptions, progress:
     return run
 
 
+def _train_unit(train: Train, cfgs: list[Any], data: Any, options: RunOptions, progress: bool, desc: str | None) -> list[Any]:
+    """One run, or a group of runs that train as one model (``train_ff_group``)."""
+    if len(cfgs) == 1:
+        return [_train_one(train, cfgs[0], data, options, progress, desc)]
+    device = use_device(options.device)
+    runs = train_ff_group(cfgs, data, progress=progress, desc=desc, device=device)
+    for cfg, run in zip(cfgs, runs):
+        checkpoint = options.checkpoint(train, cfg, data, device)
+        if checkpoint is not None:
+            checkpoint.finish(run)
+    return runs
+
+
+def _units(train: Train, cfgs: list[Any], todo: list[int], options: RunOptions, device: torch.device) -> list[list[int]]:
+    """The indices of ``todo`` as units of work: one run each, or the groups of ``train_ff_group``."""
+    if not options.grouped(train, device):
+        return [[i] for i in todo]
+    return [[todo[j] for j in unit] for unit in groups([cfgs[i] for i in todo])]
+
+
 def _init_worker(data: Any, train: Train, options: RunOptions) -> None:
     torch.set_num_threads(1)
     _WORKER.update(data=data, train=train, options=options)
 
 
-def _train_in_worker(cfg: Any) -> Any:
-    return _train_one(_WORKER["train"], cfg, _WORKER["data"], _WORKER["options"], False, None)
+def _train_in_worker(cfgs: list[Any]) -> list[Any]:
+    return _train_unit(_WORKER["train"], cfgs, _WORKER["data"], _WORKER["options"], False, None)
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
@@ -182,19 +225,30 @@ def step_costs(
     """Each run's (fixed seconds, seconds per step) on ``device``, from a timed warm-up: every
     distinct configuration (seeds aside) is trained for 1 and for ``warmup_steps`` + 1 steps; the
     difference gives the time per step, the rest the time to build the run and evaluate it once."""
-    costs: dict[str, tuple[float, float]] = {}
+    return unit_costs([[cfg] for cfg in cfgs], data, train, device, warmup_steps)
+
+
+def unit_costs(
+    units: Sequence[Sequence[Any]], data: Any, train: Train, device: torch.device, warmup_steps: int = 10
+) -> list[tuple[float, float]]:
+    """``step_costs`` of units of work: a run, or a group of runs trained as one model (its warm-up
+    trains the whole group, so the estimate is the grouped one)."""
+    costs: dict[tuple[str, int], tuple[float, float]] = {}
     with one_thread():
-        for cfg in cfgs:
-            shape = _shape(cfg)
-            if shape not in costs:
+        for unit in units:
+            key = (_shape(unit[0]), len(unit))
+            if key not in costs:
                 times = []
                 for n in (1, warmup_steps + 1):
                     start = timer(device)
-                    train(cfg.capped(n), data, progress=False, device=device, checkpoint=None)
+                    if len(unit) == 1:
+                        train(unit[0].capped(n), data, progress=False, device=device, checkpoint=None)
+                    else:
+                        train_ff_group([cfg.capped(n) for cfg in unit], data, progress=False, device=device)
                     times.append(timer(device) - start)
                 per_step = max(times[1] - times[0], 0.0) / warmup_steps
-                costs[shape] = (max(times[0] - per_step, 0.0), per_step)
-    return [costs[_shape(cfg)] for cfg in cfgs]
+                costs[key] = (max(times[0] - per_step, 0.0), per_step)
+    return [costs[(_shape(unit[0]), len(unit))] for unit in units]
 
 
 def estimate_seconds(
@@ -207,16 +261,20 @@ def estimate_seconds(
 
 def _print_estimate(
     full: Sequence[Any], cfgs: Sequence[Any], data: Any, train: Train, device: torch.device, n: int,
-    options: RunOptions,
+    options: RunOptions, units: Sequence[Sequence[int]],
 ) -> None:
-    """The estimated time of the runs ``cfgs`` (and, when they are capped, of the uncapped ``full``)."""
+    """The estimated time of the runs ``cfgs`` (and, when they are capped, of the uncapped ``full``),
+    trained in ``units`` (indices into both: single runs or groups)."""
     warmup = min(options.warmup_steps, options.max_steps) if options.max_steps else options.warmup_steps
-    costs = step_costs(full, data, train, device, warmup)  # capped(n) of the uncapped config: the same warm-up
+    # capped(n) of the uncapped config: the same warm-up
+    costs = unit_costs([[full[i] for i in unit] for unit in units], data, train, device, warmup)
+    grouped = any(len(unit) > 1 for unit in units)
+    how = " (grouped)" if grouped else ""
 
     def say(what: str, runs: Sequence[Any]) -> None:
-        seconds = sum(f + p * cfg.train_steps() for cfg, (f, p) in zip(runs, costs)) / n
+        seconds = sum(f + p * runs[unit[0]].train_steps() for unit, (f, p) in zip(units, costs)) / n
         readable = f" ({_duration(seconds)})" if seconds >= 120 else ""
-        print(f"{WALL_CLOCK} estimated for {what}, from a {warmup}-step warm-up of each configuration on "
+        print(f"{WALL_CLOCK} estimated for {what}, from a {warmup}-step warm-up of each configuration{how} on "
               f"{device.type}, in {seconds:.0f} s{readable}")
 
     say(f"the {len(cfgs)} runs", cfgs)
@@ -246,25 +304,33 @@ def train_many(
         if checkpoint is not None:
             runs[i] = checkpoint.finished()
     todo = [i for i, run in enumerate(runs) if run is None]
-    n = resolve_workers(workers, len(todo)) if todo else 1
+    units = _units(train, cfgs, todo, options, device)
+    n = resolve_workers(workers, len(units)) if todo else 1
     loaded = len(cfgs) - len(todo)
     steps = sum(cfgs[i].train_steps() for i in todo)
+    grouping = f" in {len(units)} groups of runs that differ only in their seed" if len(units) < len(todo) else ""
     print(f"{desc}: {len(todo)} runs to train, {steps:,} training steps in all, on {device.type} with {n} process"
-          f"{'es' if n > 1 else ''}" + (f" ({loaded} finished runs loaded from {options.checkpoint_dir})" if loaded else "")
+          f"{'es' if n > 1 else ''}{grouping}"
+          + (f" ({loaded} finished runs loaded from {options.checkpoint_dir})" if loaded else "")
           + (f"; every run capped at {options.max_steps} step{'s' if options.max_steps > 1 else ''}"
              if options.max_steps else ""))
     if options.estimate and todo:
-        _print_estimate([full[i] for i in todo], [cfgs[i] for i in todo], data, train, device, n, options)
+        # positions of the units' runs within the todo lists
+        where = {i: k for k, i in enumerate(todo)}
+        _print_estimate([full[i] for i in todo], [cfgs[i] for i in todo], data, train, device, n, options,
+                        [[where[i] for i in unit] for unit in units])
     if not todo:
         return runs
     if n == 1:
         with one_thread():
-            for k, i in enumerate(todo):
-                runs[i] = _train_one(train, cfgs[i], data, options, progress, f"{desc} {k + 1}/{len(todo)}")
+            for k, unit in enumerate(units):
+                label = f"{desc} {k + 1}/{len(units)}"
+                for i, run in zip(unit, _train_unit(train, [cfgs[i] for i in unit], data, options, progress, label)):
+                    runs[i] = run
         return runs
     ctx = torch.multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(data, train, options)) as pool:
-        futures = {pool.submit(_train_in_worker, cfgs[i]): i for i in todo}
+        futures = {pool.submit(_train_in_worker, [cfgs[i] for i in unit]): unit for unit in units}
         pending = set(futures)
         with tqdm(total=len(todo), desc=f"{desc} ({n} processes)", disable=not progress, leave=False) as bar:
             while pending:
@@ -273,6 +339,7 @@ def train_many(
                     if future.exception() is not None:
                         _stop(pool)
                         raise future.exception()
-                    runs[futures[future]] = future.result()
-                    bar.update(1)
+                    for i, run in zip(futures[future], future.result()):
+                        runs[i] = run
+                    bar.update(len(futures[future]))
     return runs
