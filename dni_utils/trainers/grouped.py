@@ -36,6 +36,7 @@ from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
+from torch.optim.adam import adam as functional_adam
 from torch import nn
 from tqdm import tqdm
 
@@ -254,47 +255,68 @@ class GroupedAdam(torch.optim.Optimizer):
     with ``t`` counted per run. ``step(mask)`` (or the ``mask`` attribute, for a caller that
     cannot pass it, like ``BackwardInterface.update``): a ``(R,)`` bool tensor of the runs that
     step; the others keep their parameters, moments and step count. None: every run steps.
+
+    While every run has stepped every time (``p_update = 1``) the step counts are one number and
+    the update is torch's own functional Adam over all the group's tensors at once (its foreach
+    kernels on CUDA): the same arithmetic as the ungrouped runs' optimisers, in a few launches.
+    From the first step that leaves a run out, each tensor is updated with per-run counts.
     """
 
     def __init__(self, params, runs: int, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
         self.runs = runs
         self.mask: torch.Tensor | None = None
+        self.uniform = True  # every run has stepped at every step so far
 
     @torch.no_grad()
     def step(self, mask: torch.Tensor | None = None, closure=None):  # noqa: D102 (see the class)
         mask = self.mask if mask is None else mask
-        r = self.runs
+        if mask is not None:
+            self.uniform = False
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g, x = p.grad.reshape(r, -1), p.view(r, -1)
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
                 state = self.state[p]
                 if not state:
-                    state["step"] = torch.zeros(r, 1, dtype=torch.float64, device=p.device)
-                    state["exp_avg"] = torch.zeros_like(g)
-                    state["exp_avg_sq"] = torch.zeros_like(g)
-                m_old, v_old = state["exp_avg"], state["exp_avg_sq"]
-                on = None if mask is None else mask.view(r, 1)
-                step = state["step"] + (1.0 if on is None else on.to(torch.float64))
-                m = m_old.lerp(g, 1 - beta1)
-                v = v_old * beta2 + (1 - beta2) * g * g
-                safe = step.clamp(min=1.0)  # a run that never stepped: any finite value (masked below)
-                step_size = (group["lr"] / (1 - beta1**safe)).to(p.dtype)  # (R, 1)
-                bias2_sqrt = (1 - beta2**safe).sqrt().to(p.dtype)
-                update = m / (v.sqrt() / bias2_sqrt + group["eps"]) * step_size
-                if on is None:
-                    x.sub_(update)
-                    m_old.copy_(m)
-                    v_old.copy_(v)
-                else:
-                    x.sub_(torch.where(on, update, torch.zeros_like(update)))
-                    m_old.copy_(torch.where(on, m, m_old))
-                    v_old.copy_(torch.where(on, v, v_old))
-                state["step"] = step
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if self.uniform:
+                states = [self.state[p] for p in params]
+                functional_adam(
+                    params, [p.grad for p in params], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                    [], [s["step"] for s in states], amsgrad=False, beta1=group["betas"][0], beta2=group["betas"][1],
+                    lr=group["lr"], weight_decay=0.0, eps=group["eps"], maximize=False,
+                )
+            else:
+                for p in params:
+                    self._masked(p, group, mask)
         return None
+
+    def _masked(self, p: torch.Tensor, group: dict, mask: torch.Tensor | None) -> None:
+        r, (beta1, beta2) = self.runs, group["betas"]
+        state = self.state[p]
+        if "run_steps" not in state:  # from here on, a step count per run
+            state["run_steps"] = torch.full((r, 1), float(state["step"]), dtype=torch.float64, device=p.device)
+        g, x = p.grad.reshape(r, -1), p.view(r, -1)
+        m_old, v_old = state["exp_avg"].view(r, -1), state["exp_avg_sq"].view(r, -1)
+        on = None if mask is None else mask.view(r, 1)
+        step = state["run_steps"] + (1.0 if on is None else on.to(torch.float64))
+        m = m_old.lerp(g, 1 - beta1)
+        v = v_old * beta2 + (1 - beta2) * g * g
+        safe = step.clamp(min=1.0)  # a run that never stepped: any finite value (masked below)
+        step_size = (group["lr"] / (1 - beta1**safe)).to(p.dtype)  # (R, 1)
+        bias2_sqrt = (1 - beta2**safe).sqrt().to(p.dtype)
+        update = m / (v.sqrt() / bias2_sqrt + group["eps"]) * step_size
+        if on is None:
+            x.sub_(update)
+            m_old.copy_(m)
+            v_old.copy_(v)
+        else:
+            x.sub_(torch.where(on, update, torch.zeros_like(update)))
+            m_old.copy_(torch.where(on, m, m_old))
+            v_old.copy_(torch.where(on, v, v_old))
+        state["run_steps"] = step
 
 
 def _grouped_adam(runs: int, lr: float):
