@@ -9,6 +9,7 @@ equivalence is checked to 1e-9.
 """
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -208,3 +209,15 @@ def test_the_group_bench_prints_its_table(capsys):
     out = capsys.readouterr().out
     assert "one by one" in out and "grouped" in out and "FLOP floor" in out
     assert out.count("paper (2x1024 synthesizers)") == 2 and "cpu (1x1024 synthesizer)" in out
+
+
+def test_notebook_01_trains_grouped_when_asked_and_records_it(run_notebook, tmp_path):
+    from pathlib import Path
+
+    nb = Path(__file__).resolve().parents[1] / "notebooks" / "01_ff_mnist.ipynb"
+    result = json.loads(run_notebook(nb, tmp_path, archs=["fcn"], methods=["bprop", "cdni"], seeds=[0, 1],
+                                     group_runs="on").read_text())
+    assert result["params"]["group_runs"] == "on"
+    assert sorted(result["runs"]) == ["fcn-3-bprop-s0", "fcn-3-bprop-s1", "fcn-3-cdni-s0", "fcn-3-cdni-s1"]
+    out = (tmp_path / "out.ipynb").read_text()
+    assert "in 2 groups of runs that differ only in their seed" in out
