@@ -2,7 +2,7 @@
 # make figures   run every notebook through papermill (PROFILE=smoke|cpu|paper, default cpu), then the README;
 #                at cpu the executed notebooks are also kept, cleaned, under executed/;
 #                CIFAR10=cifar10-jpeg runs notebook 02 on the JPEG-folder copy of CIFAR-10
-# make dryrun    the paper-profile dry runs too slow for make test (paper-size CNNs, the paper language model)
+# make dryrun    the paper-profile dry runs: one step of every paper-size configuration of every notebook
 # make bench     time Bprop / DNI / cDNI training steps (DEVICE=cpu|cuda|auto), the cost of per-step host reads, the Copy loop,
 #                and grouped feed-forward runs against runs one after another
 # make readme    regenerate the README's results table and notebook index from results/ and notebooks/
@@ -13,6 +13,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PROFILE ?= cpu
 DEVICE ?= auto
+TEST_WORKERS ?= 2
 CIFAR10 ?=
 PY := $(VENV)/bin/python
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
@@ -35,7 +36,9 @@ $(VENV)/.installed: pyproject.toml
 
 # Unit tests, then each notebook prepared at the smoke profile (papermill --prepare-only injects the
 # parameters) and executed and checked by nbval, and the course solutions (small already) as they
-# are; warnings are errors in both.
+# are; warnings are errors in both. pytest-xdist spreads them over TEST_WORKERS processes, a test
+# module or a notebook to a process (loadscope: nbval runs a notebook's cells in order in one
+# kernel, and a module's fixtures are built once); the 15 slowest are listed at the end.
 test: venv
 	rm -rf $(SMOKE) && mkdir -p $(SMOKE)
 	for nb in $(NOTEBOOKS); do \
@@ -43,10 +46,11 @@ test: venv
 	    -p profile smoke -p progress False \
 	    -p results_dir "$(CURDIR)/$(SMOKE)/results" -p figures_dir "$(CURDIR)/$(SMOKE)/figures" || exit 1; \
 	done
-	PYTHONWARNINGS=error MPLBACKEND=Agg $(PY) -m pytest tests $(SMOKE) $(COURSE) --nbval-lax -p no:cacheprovider -m "not slow"
+	PYTHONWARNINGS=error MPLBACKEND=Agg $(PY) -m pytest tests $(SMOKE) $(COURSE) --nbval-lax -p no:cacheprovider -m "not slow" \
+	  -n $(TEST_WORKERS) --dist loadscope --durations=15
 
-# The paper-profile dry runs that take minutes on a CPU (paper-size CNNs and language model; see
-# tests/test_paper_dry_run.py): one training step of every configuration.
+# The paper-profile dry runs (tests/test_paper_dry_run.py): one training step of every paper-size
+# configuration of every notebook, offline on stand-in data; minutes on a CPU, so not in make test.
 dryrun: venv
 	PYTHONWARNINGS=error MPLBACKEND=Agg $(PY) -m pytest tests/test_paper_dry_run.py -p no:cacheprovider -m slow
 

@@ -200,10 +200,5 @@ def test_notebook_09_same_seed_same_bytes(run_notebook, tmp_path):
         (dict(workers=-2), "workers=-2 is invalid"),
     ],
 )
-def test_notebook_09_bad_parameters_fail_clearly_and_leave_nothing_behind(run_notebook, tmp_path, params, message):
-    import papermill as pm
-
-    with pytest.raises(pm.PapermillExecutionError) as info:
-        run_notebook(NB09, tmp_path, **params)
-    assert message in str(info.value)
-    assert not (tmp_path / "results").exists() and not (tmp_path / "figures").exists()
+def test_notebook_09_bad_parameters_fail_clearly_and_leave_nothing_behind(fails_cleanly, tmp_path, params, message):
+    fails_cleanly(NB09, tmp_path, message, **params)

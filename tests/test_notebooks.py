@@ -39,6 +39,11 @@ def test_bad_parameters_fail_clearly_and_leave_nothing_behind(fails_cleanly, tmp
     fails_cleanly(NB01, tmp_path, message, **params)
 
 
+def test_a_bad_parameter_fails_the_same_way_through_papermill_and_a_kernel(fails_cleanly_in_a_kernel, tmp_path):
+    """The other bad-parameter tests run the notebooks' cells in this process; this one as a user does."""
+    fails_cleanly_in_a_kernel(NB01, tmp_path, "profile='laptop' is unknown", profile="laptop")
+
+
 def test_device_cpu_and_auto_give_the_same_bytes_without_cuda(run_notebook, tmp_path):
     """On a machine without CUDA, ``auto`` is the CPU: the same result file, which records ``cpu``."""
     if torch.cuda.is_available():

@@ -5,9 +5,11 @@ would cost on this machine (from its warm-up). One seed: the other seeds are the
 configurations. Offline, the paper's data sets are replaced by the stand-ins named below (the same
 shapes; the real ones are not on a CI machine).
 
-Split: the paper-size CNNs (notebooks 01 and 02: 128 filters and convolutional synthesizers of 128
-channels, batch 256) and the paper language model (notebook 06: 1024 LSTM units) take seconds per
-step on a CPU; those dry runs are marked ``slow`` and run with ``make dryrun``, not ``make test``.
+They guard the paper sizes only (the smoke runs of ``make test`` go through the same code), and
+take 4 to 5 minutes on 2 cores in all, so they are marked ``slow`` and run with ``make dryrun``,
+not ``make test``: run it after changing a profile table or anything that only the paper sizes
+reach. ``SLOW`` (the paper-size CNNs of notebooks 01 and 02 and notebook 06's language model) take
+seconds per step on a CPU.
 """
 
 import json
@@ -44,6 +46,7 @@ def _dry_run(run_notebook, tmp_path, name, params):
     return data
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, params", FAST, ids=[n for n, _ in FAST])
 def test_paper_profile_dry_run(run_notebook, tmp_path, name, params):
     _dry_run(run_notebook, tmp_path, name, params)

@@ -382,7 +382,6 @@ class GroupedFFTrainer:
         self.head_updates = torch.zeros(r, dtype=torch.long)
         self.synth_updates = torch.zeros(r, cfg.depth, dtype=torch.long)
         self.synth_last = torch.full((cfg.depth, r), float("nan"), device=self.device)  # NaN until the first update
-        self.availability = [m.availability for m in self.members]
         stepping = self.block_opts if cfg.method != "nobprop" else []
         opts = stepping + [self.head_opt] + [i.optimizer for i in self.interfaces]
         milestones = sorted({max(1, round(m * cfg.steps)) for m in cfg.lr_milestones})
@@ -553,22 +552,20 @@ def train_ff_group(
 
 
 def groups(cfgs: list[FFConfig]) -> list[list[int]]:
-    """The indices of ``cfgs`` in groups that can train together (in order of first appearance);
-    a config that cannot be grouped is a group of one."""
-    out: dict[str, list[int]] = {}
-    alone: list[list[int]] = []
-    order: list[object] = []
-    for i, c in enumerate(cfgs):
-        key = group_key(c)
+    """The indices of ``cfgs`` in groups that can train together, in order of first appearance; a
+    config that cannot be grouped (``group_key`` None) is a group of one."""
+    out: list[list[int]] = []
+    by_key: dict[str, list[int]] = {}
+    for i, cfg in enumerate(cfgs):
+        key = group_key(cfg)
         if key is None:
-            alone.append([i])
-            order.append(alone[-1])
+            out.append([i])
+        elif key in by_key:
+            by_key[key].append(i)
         else:
-            if key not in out:
-                out[key] = []
-                order.append(out[key])
-            out[key].append(i)
-    return [g for g in order]  # type: ignore[misc]
+            by_key[key] = [i]
+            out.append(by_key[key])
+    return out
 
 
 __all__ = [
