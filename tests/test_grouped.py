@@ -221,3 +221,15 @@ def test_notebook_01_trains_grouped_when_asked_and_records_it(run_notebook, tmp_
     assert sorted(result["runs"]) == ["fcn-3-bprop-s0", "fcn-3-bprop-s1", "fcn-3-cdni-s0", "fcn-3-cdni-s1"]
     out = (tmp_path / "out.ipynb").read_text()
     assert "in 2 groups of runs that differ only in their seed" in out
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_on_cuda_a_grouped_run_equals_the_ungrouped_run_of_the_same_seed(data64):
+    from dni_utils.tools.device import use_device
+
+    device = use_device("cuda")
+    for variant in ("dni, p_update 0.6", "cnn cdni"):
+        cfgs = _configs(**VARIANTS[variant])
+        grouped = train_ff_group(cfgs, data64, progress=False, device=device)
+        for cfg, run in zip(cfgs, grouped):
+            _close(train_ff(cfg, data64, progress=False, device=device).to_dict(), run.to_dict(), f"cuda {variant}")
