@@ -419,10 +419,7 @@ def train_ff(
     data = data.on(device)
     trainer = FFTrainer(cfg, data.shape, data.n_classes, device)
     sampler = BatchSampler(data.x_train, data.y_train, cfg.batch_size, seed=cfg.seed)
-    # A fixed random batch for the diagnostics (datasets may be stored sorted by class).
-    diag = torch.randperm(data.x_train.shape[0], generator=torch.Generator().manual_seed(cfg.seed + 1))
-    diag = diag.to(device)
-    diag_x, diag_y = data.x_train[diag[: cfg.diag_batch]], data.y_train[diag[: cfg.diag_batch]]
+    diag = diagnostic_batch(cfg, data)
     run = FFRun(config=cfg)
     trainer.train()
     losses = Meter()
@@ -439,22 +436,7 @@ def train_ff(
         if step % cfg.log_every == 0 or step == cfg.steps:
             values, steps = losses.flush()
             values = [v / cfg.batch_size for v in values]  # per example, as the history has it
-            bad = first_non_finite(values, steps)
-            if bad is not None:
-                raise DivergenceError(
-                    f"method={cfg.method!r}, depth={cfg.depth}: the training loss became {bad[1]} at step {bad[0]}; "
-                    f"try a smaller lr (now {cfg.lr}) or grad_scale (now {cfg.grad_scale})"
-                )
-            synth = [m.flush()[0] for m in synth_losses]
-            run.history.append(
-                {
-                    "step": step,
-                    "train_loss": sum(values) / len(values),
-                    "test_error": trainer.evaluate(data.x_test, data.y_test),
-                    "synth_loss": [_mean(a) for a in synth],
-                    **trainer.gradient_diagnostics(diag_x, diag_y),
-                }
-            )
+            run.history.append(log_row(trainer, step, values, steps, [m.flush()[0] for m in synth_losses], data, diag))
             bar.set_postfix(loss=f"{run.history[-1]['train_loss']:.3f}", err=f"{run.history[-1]['test_error']:.3f}")
         if checkpoint is not None and step < cfg.steps and checkpoint.due(step):
             checkpoint.save(batch_loop_state(step, trainer, sampler, run.history, losses, synth_losses))
@@ -463,6 +445,37 @@ def train_ff(
     run.head_updates = trainer.head_updates
     run.synth_updates = [i.n_updates for i in trainer.interfaces]
     return run
+
+
+def diagnostic_batch(cfg: FFConfig, data: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """The run's fixed random batch for the gradient diagnostics, on the data's device (a
+    permutation from its own generator: datasets may be stored sorted by class)."""
+    idx = torch.randperm(data.x_train.shape[0], generator=torch.Generator().manual_seed(cfg.seed + 1))
+    idx = idx.to(data.x_train.device)[: cfg.diag_batch]
+    return data.x_train[idx], data.y_train[idx]
+
+
+def log_row(
+    trainer: FFTrainer, step: int, values: list[float], steps: list[int], synth: list[list[float]], data: Dataset,
+    diag: tuple[torch.Tensor, torch.Tensor], who: str = "",
+) -> dict:
+    """The history row of a log point: ``values`` the per-example training losses since the last one
+    (at ``steps``), ``synth`` each interface's synthesizer losses; raises ``DivergenceError`` naming
+    the step where the loss stopped being finite (``who``: what else names the run)."""
+    cfg = trainer.cfg
+    bad = first_non_finite(values, steps)
+    if bad is not None:
+        raise DivergenceError(
+            f"method={cfg.method!r}, depth={cfg.depth}{who}: the training loss became {bad[1]} at step {bad[0]}; "
+            f"try a smaller lr (now {cfg.lr}) or grad_scale (now {cfg.grad_scale})"
+        )
+    return {
+        "step": step,
+        "train_loss": sum(values) / len(values),
+        "test_error": trainer.evaluate(data.x_test, data.y_test),
+        "synth_loss": [_mean(a) for a in synth],
+        **trainer.gradient_diagnostics(*diag),
+    }
 
 
 def _mean(values: list[float]) -> float | None:

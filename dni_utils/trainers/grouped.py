@@ -43,8 +43,7 @@ from tqdm import tqdm
 from dni_utils.data.images import BatchSampler, Dataset
 from dni_utils.mechanism.interfaces import BackwardInterface
 from dni_utils.mechanism.synthesizers import ConvSynthesizer, MLPSynthesizer
-from dni_utils.tools.checkpoint import first_non_finite
-from dni_utils.trainers.feedforward import DivergenceError, FFConfig, FFRun, FFTrainer, _mean
+from dni_utils.trainers.feedforward import FFConfig, FFRun, FFTrainer, diagnostic_batch, log_row
 
 # ---------------------------------------------------------------------------------------------
 # Grouped layers: each built from the R per-run layers it replaces, and able to copy run r back.
@@ -187,15 +186,24 @@ def group_layers(layers: list[nn.Module]) -> nn.Module:
     raise TypeError(f"cannot group a {type(first).__name__}")
 
 
-class GroupedMLPSynthesizer(nn.Module):
-    """R ``MLPSynthesizer`` as one: trigger ``(B, R, F)`` or ``(B, R*C, H, W)``, context ``(B, R, C)``;
-    the prediction has the trigger's shape."""
+class _GroupedSynthesizer(nn.Module):
+    """What the grouped synthesizers share: the runs, their hidden layers and output layer, grouped."""
 
-    def __init__(self, synths: list[MLPSynthesizer]) -> None:
+    def __init__(self, synths: list[MLPSynthesizer] | list[ConvSynthesizer]) -> None:
         super().__init__()
         self.runs, self.context_features = len(synths), synths[0].context_features
         self.hidden = group_layers([s.hidden for s in synths])
-        self.out = GroupedLinear([s.out for s in synths])
+        self.out = group_layers([s.out for s in synths])
+
+    @torch.no_grad()
+    def copy_to(self, r: int, synth: MLPSynthesizer | ConvSynthesizer) -> None:
+        self.hidden.copy_to(r, synth.hidden)
+        self.out.copy_to(r, synth.out)
+
+
+class GroupedMLPSynthesizer(_GroupedSynthesizer):
+    """R ``MLPSynthesizer`` as one: trigger ``(B, R, F)`` or ``(B, R*C, H, W)``, context ``(B, R, C)``;
+    the prediction has the trigger's shape."""
 
     def forward(self, trigger: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         x = trigger.reshape(trigger.shape[0], self.runs, -1)  # (B, R, D)
@@ -203,21 +211,10 @@ class GroupedMLPSynthesizer(nn.Module):
             x = torch.cat([x, context.to(x.dtype)], dim=2)  # (B, R, D + C)
         return self.out(self.hidden(x)).reshape(trigger.shape)
 
-    @torch.no_grad()
-    def copy_to(self, r: int, synth: MLPSynthesizer) -> None:
-        self.hidden.copy_to(r, synth.hidden)
-        self.out.copy_to(r, synth.out)
 
-
-class GroupedConvSynthesizer(nn.Module):
+class GroupedConvSynthesizer(_GroupedSynthesizer):
     """R ``ConvSynthesizer`` as one: trigger ``(B, R*C, H, W)``, context ``(B, R, C_ctx)`` tiled over
     the map as each run's extra input channels (after its own C)."""
-
-    def __init__(self, synths: list[ConvSynthesizer]) -> None:
-        super().__init__()
-        self.runs, self.context_features = len(synths), synths[0].context_features
-        self.hidden = group_layers([s.hidden for s in synths])
-        self.out = GroupedConv2d([s.out for s in synths])
 
     def forward(self, trigger: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         x = trigger
@@ -227,11 +224,6 @@ class GroupedConvSynthesizer(nn.Module):
             tiled = context.to(x.dtype).view(b, self.runs, -1, 1, 1).expand(b, self.runs, context.shape[2], h, w)
             x = torch.cat([per_run, tiled], dim=2).reshape(b, -1, h, w)  # (B, R*(C + C_ctx), H, W)
         return self.out(self.hidden(x))
-
-    @torch.no_grad()
-    def copy_to(self, r: int, synth: ConvSynthesizer) -> None:
-        self.hidden.copy_to(r, synth.hidden)
-        self.out.copy_to(r, synth.out)
 
 
 def group_synthesizers(synths: list[nn.Module]) -> nn.Module:
@@ -357,7 +349,7 @@ class GroupedFFTrainer:
     def __init__(self, cfgs: list[FFConfig], in_shape: tuple[int, ...], n_classes: int,
                  device: torch.device | str = "cpu") -> None:
         check_group(cfgs)
-        self.cfgs, self.cfg, self.runs = cfgs, cfgs[0], len(cfgs)
+        self.cfg, self.runs = cfgs[0], len(cfgs)
         self.device, self.n_classes = torch.device(device), n_classes
         # Each run's own trainer, built from its seed: the initial weights and, at log points, the
         # evaluation and the diagnostics. Its optimisers are never stepped.
@@ -366,9 +358,8 @@ class GroupedFFTrainer:
         self.blocks = nn.ModuleList(group_layers([n.blocks[i] for n in nets]) for i in range(self.cfg.depth))
         self.head = group_layers([n.head for n in nets])
         cfg, r = self.cfg, self.runs
-        lr = cfg.lr
-        self.block_opts = [GroupedAdam(b.parameters(), r, lr=lr) for b in self.blocks]
-        self.head_opt = GroupedAdam(self.head.parameters(), r, lr=lr)
+        self.block_opts = [GroupedAdam(b.parameters(), r, lr=cfg.lr) for b in self.blocks]
+        self.head_opt = GroupedAdam(self.head.parameters(), r, lr=cfg.lr)
         self.interfaces = nn.ModuleList()
         if cfg.method in ("dni", "cdni"):
             for i in range(cfg.depth):
@@ -468,10 +459,9 @@ class GroupedFFTrainer:
         if not bool(avail.any()):
             iface.discard()
             return
-        iface.optimizer.mask = self._mask(avail)
+        mask = iface.optimizer.mask = self._mask(avail)
         losses = iface.update()  # (R,)
-        on = avail.to(self.device)
-        self.synth_last[i] = torch.where(on, losses, self.synth_last[i])
+        self.synth_last[i] = losses if mask is None else torch.where(mask, losses, self.synth_last[i])
         self.synth_updates[:, i] += avail
 
     # -- back to the runs -----------------------------------------------------------------------
@@ -504,10 +494,7 @@ def train_ff_group(
     group = GroupedFFTrainer(list(cfgs), data.shape, data.n_classes, device)
     cfg, r = group.cfg, group.runs
     samplers = [BatchSampler(data.x_train, data.y_train, c.batch_size, seed=c.seed) for c in cfgs]
-    diags = []
-    for c in cfgs:  # each run's fixed diagnostic batch, as train_ff draws it
-        idx = torch.randperm(data.x_train.shape[0], generator=torch.Generator().manual_seed(c.seed + 1)).to(device)
-        diags.append((data.x_train[idx[: c.diag_batch]], data.y_train[idx[: c.diag_batch]]))
+    diags = [diagnostic_batch(c, data) for c in cfgs]  # each run's, as train_ff draws it
     runs = [FFRun(config=c) for c in cfgs]
     group.train()
     losses: list[torch.Tensor] = []  # (R,) per step, read at log points
@@ -528,20 +515,8 @@ def train_ff_group(
                 synth_values = [[[] for _ in group.members[0].interfaces] for _ in range(r)]
             group.copy_to_members()
             for k, (run, member) in enumerate(zip(runs, group.members)):
-                bad = first_non_finite(values[k], steps)
-                if bad is not None:
-                    raise DivergenceError(
-                        f"method={cfg.method!r}, depth={cfg.depth}, seed={run.config.seed}: the training loss "
-                        f"became {bad[1]} at step {bad[0]}; try a smaller lr (now {cfg.lr}) or grad_scale "
-                        f"(now {cfg.grad_scale})"
-                    )
-                run.history.append({
-                    "step": step,
-                    "train_loss": sum(values[k]) / len(values[k]),
-                    "test_error": member.evaluate(data.x_test, data.y_test),
-                    "synth_loss": [_mean(a) for a in synth_values[k]],
-                    **member.gradient_diagnostics(*diags[k]),
-                })
+                run.history.append(log_row(member, step, values[k], steps, synth_values[k], data, diags[k],
+                                           who=f", seed={run.config.seed}"))
             losses, synth, steps = [], [], []
     for k, run in enumerate(runs):
         run.test_error = run.history[-1]["test_error"]
