@@ -136,3 +136,17 @@ def test_train_many_groups_copy_runs_and_auto_leaves_the_cpu_ungrouped(capsys):
     for a, b in zip(off, on):
         assert b.config == a.config
         _close(a.to_dict(), b.to_dict(), f"{a.config.method}, seed {a.config.seed}", rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_on_cuda_a_grouped_run_equals_the_ungrouped_run_of_the_same_seed(float64):
+    from dni_utils.tools.device import use_device
+
+    device = use_device("cuda")
+    for variant in ("dni_aux", "dni, exact target"):
+        fields, exact = VARIANTS[variant]
+        cfgs = _configs(**fields)
+        grouped = train_copy_group(cfgs, progress=False, device=device, exact=exact)
+        for cfg, run in zip(cfgs, grouped):
+            alone = train_copy(cfg, progress=False, device=device, exact=exact)
+            _close(alone.to_dict(), run.to_dict(), f"cuda {variant}, seed {cfg.seed}")
