@@ -12,9 +12,7 @@ import pytest
 import torch
 
 from dni_utils.data.tasks import SequenceTask
-from dni_utils.trainers.grouped_recurrent import (
-    GroupedCopyTrainer, check_group, group_key, groups, train_copy_group,
-)
+from dni_utils.trainers.grouped_recurrent import GroupedCopyTrainer, check_group, group_key, groups, train_copy_group
 from dni_utils.trainers.recurrent import RNNConfig, build, run_episode, train_copy
 
 SEEDS = (0, 1, 2)

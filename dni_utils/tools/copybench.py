@@ -17,9 +17,10 @@ Then where a DNI batch's time goes (cProfile, by internal time), and the grouped
 runs at the fixed length (seeds 0..R-1, one thread, on ``--device``) one after another (R ungrouped
 runs, each stepping through its episode in turn, as ``train_many`` runs them in one process) and
 grouped (one ``grouped_recurrent.GroupedCopyTrainer``), in run-steps per second (R x batches /
-seconds) and their ratio. This is a benchmark, not a test: it prints figures and never fails on them. The LSTM itself is already the fused ``nn.LSTM`` kernel
-over each chunk (``recurrent.LSTMCore.chunk``); ``torch.compile`` was not used: the chunk shapes change
-with every curriculum length, and the time goes to autograd's per-call overhead, not to kernels.
+seconds) and their ratio. This is a benchmark, not a test: it prints figures and never fails on
+them. The LSTM itself is already the fused ``nn.LSTM`` kernel over each chunk
+(``recurrent.LSTMCore.chunk``); ``torch.compile`` was not used: the chunk shapes change with every
+curriculum length, and the time goes to autograd's per-call overhead, not to kernels.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import torch
 from dni_utils.data.tasks import Episode
 from dni_utils.tools.device import device_name, timer, use_device
 from dni_utils.trainers.grouped_recurrent import GroupedCopyTrainer
-from dni_utils.trainers.recurrent import RNN_METHODS, RNN_METHOD_LABELS, RNNConfig, build, run_episode
+from dni_utils.trainers.recurrent import RNN_METHOD_LABELS, RNN_METHODS, RNNConfig, build, run_episode
 
 
 def _episodes_per_second(method: str, length: int, truncation: int, hidden: int, batch: int, episodes: int,
@@ -78,16 +79,19 @@ def grouped_rates(runs: int, length: int, truncation: int, hidden: int, batch: i
     data = [[singles[0][0].sample(length, batch, gen) for _ in range(runs)] for _ in range(episodes + 1)]
     on_device = [[Episode(e.x.to(device), e.y.to(device), e.mask.to(device)) for e in eps] for eps in data]
 
-    def one_by_one(eps: list[Episode]) -> None:
-        for (_, core, interface, optimizer), episode in zip(singles, eps):
+    def one_by_one(k: int) -> None:
+        for (_, core, interface, optimizer), episode in zip(singles, on_device[k]):
             run_episode(core, episode, truncation, interface, optimizer)
 
+    def grouped(k: int) -> None:
+        group.episode(data[k])  # the group pads its runs' episodes and moves them itself
+
     seconds = []
-    for step in (one_by_one, lambda eps: group.episode(eps)):
-        step(on_device[0] if step is one_by_one else data[0])  # warm-up
+    for step in (one_by_one, grouped):
+        step(0)  # warm-up
         start = timer(device)
-        for eps, host in zip(on_device[1:], data[1:]):
-            step(eps if step is one_by_one else host)  # the group pads and moves its episodes itself
+        for k in range(1, episodes + 1):
+            step(k)
         seconds.append(timer(device) - start)
     return runs * episodes / seconds[0], runs * episodes / seconds[1]
 

@@ -24,9 +24,11 @@ Grouped runs (``RunOptions.group_runs``): feed-forward runs (``train_ff``) and C
 runs (``train_copy`` and its exact bounds) that differ only in their seed can train as ONE model
 with the runs stacked in every tensor (``trainers.grouped.train_ff_group``,
 ``trainers.grouped_recurrent.train_copy_group``; ``GROUPED`` maps each training function to its
-grouped one), which removes the per-run host overhead that bounds a small network's step on a GPU. ``auto`` groups on CUDA and not on the CPU, where the 2-core
-measurement of ``make bench`` found no gain (and where the committed results were made one run
-at a time: a grouped run equals its ungrouped run to float tolerance, not bit for bit). A group
+grouped one), which removes the per-run host overhead that bounds a small network's step on a
+GPU. ``auto`` groups on CUDA and not on the CPU, where the committed results were made one run at
+a time (a grouped run equals its ungrouped run to float tolerance, not bit for bit) and where the
+2-core measurement of ``make bench`` found no gain for feed-forward runs (Copy runs gain there
+too, but are left ungrouped for the same reason). A group
 is one task for a worker; a grouped run that is interrupted starts again (its finished runs are
 checkpointed one by one and loaded as usual).
 """

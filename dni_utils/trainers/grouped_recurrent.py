@@ -151,10 +151,14 @@ class GroupEpisode:
     """What one grouped episode gave, on the device, with the host masks that say which of its
     values belong to which run (``values(r)``: run r's numbers in ``EpisodeStats.scalars`` order)."""
 
-    def __init__(self, losses, active, synth_losses, synth_active, aux_losses, boundaries, logits, batch):
-        self.losses, self.active = losses, active  # (chunks, R) on the device; list of R-lists of bool
-        self.synth_losses, self.synth_active = synth_losses, synth_active  # (n, R) or None; list
-        self.aux_losses, self.boundaries = aux_losses, boundaries  # (R,) summed over chunks, or None; list
+    def __init__(
+        self, losses: torch.Tensor, active: list[list[bool]], synth_losses: torch.Tensor | None,
+        synth_active: list[list[bool]], aux_losses: torch.Tensor | None, boundaries: list[list[bool]],
+        logits: torch.Tensor, batch: int,
+    ) -> None:
+        self.losses, self.active = losses, active  # (chunks, R) on the device; per chunk, which runs it is part of
+        self.synth_losses, self.synth_active = synth_losses, synth_active  # (updates, R) or None; per update, who learnt
+        self.aux_losses, self.boundaries = aux_losses, boundaries  # (R,) summed over chunks, or None; per aux chunk
         self.logits, self.batch = logits, batch  # (L_max, B, R, out)
 
     def scalars(self) -> torch.Tensor:
