@@ -148,3 +148,22 @@ def test_on_cuda_a_grouped_run_equals_the_ungrouped_run_of_the_same_seed(float64
         for cfg, run in zip(cfgs, grouped):
             alone = train_copy(cfg, progress=False, device=device, exact=exact)
             _close(alone.to_dict(), run.to_dict(), f"cuda {variant}, seed {cfg.seed}")
+
+
+@pytest.mark.parametrize("method", ["bptt", "dni", "dni_aux"])
+def test_a_grouped_language_model_run_equals_the_ungrouped_run_of_the_same_seed(float64, method):
+    """Two epochs of a short text (the state carried across segments and reset at each epoch, the
+    synthetic gradient waiting at each segment's open end), three validation points."""
+    from dni_utils.data.text import markov_text
+    from dni_utils.trainers.grouped_recurrent import train_lm_group
+    from dni_utils.trainers.language_model import LMConfig, train_lm
+
+    corpus = markov_text(n_symbols=4, n_train=4_000, n_eval=200, seed=1)
+    cfgs = [LMConfig(method=method, truncation=3, hidden=8, batch_size=40, train_chars=9_000, eval_every=3_000,
+                     eval_streams=2, segment=20, lr=1e-2, synth_hidden=8, grad_scale=0.1, squash_cell=True, seed=s)
+            for s in (0, 1)]
+    grouped = train_lm_group(cfgs, corpus, progress=False)
+    for cfg, run in zip(cfgs, grouped):
+        alone = train_lm(cfg, corpus, progress=False)
+        assert len(alone.history) == 3
+        _close(alone.to_dict(), run.to_dict(), f"{method}, seed {cfg.seed}")

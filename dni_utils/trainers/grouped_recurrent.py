@@ -28,6 +28,7 @@ runs on the grouped core and episode as on one run). Not kept: checkpoints of an
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict
 
@@ -37,11 +38,14 @@ from torch import nn
 from tqdm import tqdm
 
 from dni_utils.data.tasks import Curriculum, Episode, bit_errors
+from dni_utils.data.text import TextCorpus, bits_per_character
 from dni_utils.mechanism.interfaces import BackwardInterface
+from dni_utils.tools.device import timer
 from dni_utils.trainers.grouped import GroupedAdam, GroupedLinear, group_layers
+from dni_utils.trainers.language_model import LMConfig, LMRun, batchify, char_episode, evaluate_bpc
 from dni_utils.trainers.recurrent import (
     EXACT_BOUNDS, DivergenceError, ExactFutureGradient, LSTMCore, RNNConfig, RNNRun, StateSynthesizer, build,
-    summarize_episode,
+    build_recurrent, summarize_episode,
 )
 
 
@@ -154,12 +158,13 @@ class GroupEpisode:
     def __init__(
         self, losses: torch.Tensor, active: list[list[bool]], synth_losses: torch.Tensor | None,
         synth_active: list[list[bool]], aux_losses: torch.Tensor | None, boundaries: list[list[bool]],
-        logits: torch.Tensor, batch: int,
+        logits: torch.Tensor, batch: int, state: torch.Tensor | None = None,
     ) -> None:
         self.losses, self.active = losses, active  # (chunks, R) on the device; per chunk, which runs it is part of
         self.synth_losses, self.synth_active = synth_losses, synth_active  # (updates, R) or None; per update, who learnt
         self.aux_losses, self.boundaries = aux_losses, boundaries  # (R,) summed over chunks, or None; per aux chunk
         self.logits, self.batch = logits, batch  # (L_max, B, R, out)
+        self.state = state  # the state after the last step, detached, (B, R, 2H)
 
     def scalars(self) -> torch.Tensor:
         parts = [self.losses.reshape(-1)]
@@ -191,14 +196,20 @@ def _mask(flags: list[bool], device: torch.device) -> torch.Tensor | None:
 def run_group_episode(
     core: GroupedLSTMCore, episode: Episode, lengths: list[int], truncation: int, interface: BackwardInterface,
     optimizer: GroupedAdam, aux_optimizer: GroupedAdam | None = None, aux_weight: float = 0.0, true_target=None,
+    loss_fn=None, state: torch.Tensor | None = None, open_end: bool = False,
 ) -> GroupEpisode:
     """``recurrent.run_episode`` for a group: each run's episode of ``lengths[r]`` steps, padded in
     ``episode`` (``stack_episodes``); the core's optimiser steps after every chunk the runs whose
-    chunk is active, the auxiliary head's (DNI + Aux) those whose chunk ends at a boundary."""
+    chunk is active, the auxiliary head's (DNI + Aux) those whose chunk ends at a boundary.
+    loss_fn: each run's loss of a chunk, (R,) (default ``run_losses``); state and open_end: a
+    stream's segment, as in ``run_episode`` (the language model: every run's segment has the same
+    length)."""
     dni = interface.training and interface.mode != "off"
     aux = aux_weight > 0 and core.aux_head is not None
     batch, runs, device = episode.x.shape[1], core.runs, episode.x.device
-    state = core.initial_state(batch)  # (B, R, 2H)
+    loss_fn = loss_fn or run_losses
+    carried = state is not None
+    state = core.initial_state(batch) if state is None else state  # (B, R, 2H)
     losses, active_all, synth_losses, synth_active, aux_losses, boundaries, all_logits = [], [], [], [], [], [], []
     optimizer.zero_grad(set_to_none=True)
     if aux_optimizer is not None:
@@ -206,13 +217,13 @@ def run_group_episode(
     for start in range(0, episode.length, truncation):
         stop = min(start + truncation, episode.length)
         active = [start < n for n in lengths]  # this chunk is part of run r's episode
-        boundary = [stop < n for n in lengths]  # ... and ends at one of its boundaries
+        boundary = [stop < n or open_end for n in lengths]  # ... and ends at one of its boundaries
         s = state.detach()  # s_k: a leaf
-        has_prediction = dni and start > 0
+        has_prediction = dni and (start > 0 or (carried and interface.pending > 0))
         if has_prediction:
             s.requires_grad_()
         logits_k, s_t = core.chunk(episode.x[start:stop], s)  # (t, B, R, out), (B, R, 2H)
-        loss = run_losses(logits_k, episode, start)  # (R,)
+        loss = loss_fn(logits_k, episode, start)  # (R,)
         total = loss.sum()
         on_boundary = _mask(boundary, device)
         if dni and any(boundary):
@@ -255,6 +266,7 @@ def run_group_episode(
     return GroupEpisode(
         torch.stack(losses), active_all, torch.stack(synth_losses) if synth_losses else None, synth_active,
         torch.stack(aux_losses).sum(0) if aux_losses else None, boundaries, torch.cat(all_logits), batch,
+        state.detach(),
     )
 
 
@@ -265,8 +277,8 @@ def run_group_episode(
 PER_RUN = ("seed",)
 
 
-def group_key(cfg: RNNConfig) -> str:
-    """What runs must share to train as one group (every Copy config can be grouped)."""
+def group_key(cfg: RNNConfig | LMConfig) -> str:
+    """What runs must share to train as one group (every Copy and language-model config can be grouped)."""
     fields = asdict(cfg)
     for name in PER_RUN:
         fields.pop(name)
@@ -393,7 +405,112 @@ def train_copy_group(
     return runs
 
 
+# ---------------------------------------------------------------------------------------------
+# The grouped language model (notebook 06): every run reads the same streams, each carries its own
+# state across segments.
+
+
+def char_losses(logits: torch.Tensor, episode: Episode, start: int) -> torch.Tensor:
+    """``language_model.char_loss`` of each run, (R,): logits (t, B, R, V), targets (t, B) shared."""
+    t, b, r, v = logits.shape
+    y = episode.y[start : start + t].reshape(t * b, 1).expand(t * b, r)  # (t*B, R)
+    return F.cross_entropy(logits.reshape(t * b, r, v).permute(0, 2, 1), y, reduction="none").sum(0)
+
+
+def train_lm_group(
+    cfgs: list[LMConfig], corpus: TextCorpus, progress: bool = True, desc: str | None = None,
+    device: torch.device | str | None = None,
+) -> list[LMRun]:
+    """Train the runs ``cfgs`` (one configuration, their seeds aside) as one grouped model on
+    ``corpus``; returns one ``LMRun`` per config, each what ``language_model.train_lm`` gives for
+    it to float tolerance. The runs' validation and test BPC are those of their own ``LSTMCore``,
+    into which the group's weights are copied at each validation point (``evaluate_bpc``)."""
+    if not cfgs:
+        raise ValueError("a group needs at least one run")
+    if len({group_key(c) for c in cfgs}) > 1:
+        raise ValueError(f"the runs of a group may differ only in {PER_RUN}")
+    for c in cfgs:
+        c.validate()
+    cfg, r = cfgs[0], len(cfgs)
+    device = torch.device(device or "cpu")
+    v = corpus.n_vocab
+    members = []
+    for c in cfgs:  # each run's modules from its seed, as train_lm builds them
+        torch.manual_seed(c.seed)
+        members.append(build_recurrent(v, v, c.method, c.hidden, c.lr, c.synth_lr, c.synth_hidden_layers,
+                                       c.synth_hidden, c.grad_scale, c.squash_cell))
+    core = GroupedLSTMCore([m[0] for m in members]).to(device)
+    interface = BackwardInterface(
+        GroupedStateSynthesizer([m[1].synthesizer for m in members]), lr=cfg.synth_lr, scale=cfg.grad_scale,
+        mode="off" if cfg.method == "bptt" else "dni", optimizer=lambda params: GroupedAdam(params, r, lr=cfg.synth_lr),
+        runs=r,
+    ).to(device)
+    optimizer = GroupedAdam([p for n, p in core.named_parameters() if not n.startswith("aux_head.")], r, lr=cfg.lr)
+    aux_optimizer = GroupedAdam(core.aux_head.parameters(), r, lr=cfg.lr) if core.aux_head is not None else None
+    singles = [m[0].to(device) for m in members]  # for evaluation only
+    streams = batchify(corpus.train, cfg.batch_size).to(device)  # (L, B)
+    if cfg.eval_streams * 2 > min(corpus.valid.numel(), corpus.test.numel()):
+        raise ValueError(f"eval_streams={cfg.eval_streams} is too many for a validation text of {corpus.valid.numel()} "
+                         f"characters")
+    segment, aux_weight = cfg.segment_steps, (cfg.aux_weight if cfg.method == "dni_aux" else 0.0)
+    runs = [LMRun(config=c) for c in cfgs]
+    best_states: list[dict | None] = [None] * r
+    core.train()
+    interface.train()
+    pos, state, seen, next_eval, counted, clock = 0, None, 0, cfg.eval_every, 0, 0.0
+    pending: list[tuple[torch.Tensor, int]] = []  # each segment's chunk losses (chunks, R), with the characters before it
+    bar = tqdm(total=cfg.train_chars, desc=desc or f"{cfg.method} x{r}", disable=not progress, mininterval=5,
+               leave=False, unit="char", unit_scale=True)
+    span = timer(device)
+    while seen < cfg.train_chars:
+        if pos >= streams.shape[0] - 1:  # a new epoch: the streams start again from a zero state
+            pos, state = 0, None
+            interface.discard()
+        steps = min(segment, streams.shape[0] - 1 - pos)
+        last = pos + steps >= streams.shape[0] - 1
+        one = char_episode(streams, pos, steps, v)
+        episode = Episode(one.x.unsqueeze(2).expand(-1, -1, r, -1), one.y, one.mask)  # x (t, B, R, V), shared
+        stats = run_group_episode(core, episode, [steps] * r, cfg.truncation, interface, optimizer, aux_optimizer,
+                                  aux_weight, loss_fn=char_losses, state=state, open_end=not last)
+        pending.append((stats.losses, seen))
+        state = None if last else stats.state
+        pos += steps
+        seen += steps * cfg.batch_size
+        counted += steps * cfg.batch_size
+        bar.update(steps * cfg.batch_size)
+        if seen >= next_eval or seen >= cfg.train_chars:
+            clock += timer(device) - span
+            values = torch.cat([l.T for l, _ in pending], 1).tolist()  # (R, chunks of every segment): one read
+            for k, run in enumerate(runs):
+                nats, i = 0.0, 0
+                for l, before in pending:
+                    n = l.shape[0]
+                    loss = summarize_episode(values[k][i : i + n], (n, 0, 0), cfg.batch_size)[0]  # per stream
+                    i += n
+                    if not math.isfinite(loss):
+                        raise DivergenceError(
+                            f"method={cfg.method!r}, T={cfg.truncation}, seed={run.config.seed}: the training loss "
+                            f"became {loss} after {before} characters; try a smaller lr (now {cfg.lr}) or grad_scale "
+                            f"(now {cfg.grad_scale})"
+                        )
+                    nats += loss * cfg.batch_size
+                core.copy_to(k, singles[k])
+                valid = evaluate_bpc(singles[k], corpus.valid, v, cfg.eval_streams)
+                run.history.append({"chars": seen, "train_bpc": bits_per_character(nats, counted), "valid_bpc": valid})
+                run.seconds.append(clock)
+                if not valid >= run.best_valid_bpc:  # the first point, or better
+                    run.best_valid_bpc, run.best_chars = valid, seen
+                    best_states[k] = copy.deepcopy(singles[k].state_dict())
+            pending, counted, next_eval = [], 0, next_eval + cfg.eval_every
+            span = timer(device)
+    bar.close()
+    for k, run in enumerate(runs):
+        singles[k].load_state_dict(best_states[k])
+        run.test_bpc = evaluate_bpc(singles[k], corpus.test, v, cfg.eval_streams)
+    return runs
+
+
 __all__ = [
-    "GroupedCopyTrainer", "GroupedLSTMCore", "GroupedStateSynthesizer", "check_group", "group_key", "groups",
+    "char_losses", "train_lm_group", "GroupedCopyTrainer", "GroupedLSTMCore", "GroupedStateSynthesizer", "check_group", "group_key", "groups",
     "run_group_episode", "stack_episodes", "train_copy_group",
 ]
