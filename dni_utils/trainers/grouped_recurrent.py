@@ -1,4 +1,5 @@
-"""Grouped recurrent runs: R Copy / Repeat Copy runs that differ only in their seed train as ONE model.
+"""Grouped recurrent runs: R Copy / Repeat Copy runs (or R language-model runs) that differ only in
+their seed train as ONE model.
 
 The recurrent counterpart of ``trainers.grouped`` (read that first). Every parameter of the group
 carries the runs in its first dimension; the recurrent state crossing a boundary is ``(B, R, 2H)``
@@ -24,6 +25,10 @@ same seed to float tolerance (``tests/test_grouped_recurrent.py``, in float64). 
 notebook 05 groups: ``bptt``, ``dni``, ``dni_aux`` and DNI's two exact bounds (``ExactFutureGradient``
 runs on the grouped core and episode as on one run). Not kept: checkpoints of an unfinished group
 (a group that is interrupted starts again; its finished runs are checkpointed one by one).
+
+The language model (``train_lm_group``, notebook 06) runs through the same episode loop: every run
+reads the same streams (one length for all, no padding), carries its own state across segments,
+and is evaluated by its own ``LSTMCore`` with the group's weights copied in.
 """
 
 from __future__ import annotations
