@@ -4,7 +4,7 @@
 #                CIFAR10=cifar10-jpeg runs notebook 02 on the JPEG-folder copy of CIFAR-10
 # make dryrun    the paper-profile dry runs: one step of every paper-size configuration of every notebook
 # make bench     time Bprop / DNI / cDNI training steps (DEVICE=cpu|cuda|auto), the cost of per-step host reads, the Copy loop,
-#                and grouped feed-forward runs against runs one after another
+#                and grouped feed-forward and Copy runs against runs one after another
 # make readme    regenerate the README's results table and notebook index from results/ and notebooks/
 # make exercises generate each course exercise notebook from its solution (notebooks/course/)
 # make lab       open JupyterLab on the notebooks with the project's kernel
@@ -73,7 +73,7 @@ figures: venv
 
 bench: venv
 	$(PY) -m dni_utils.tools.bench --device $(DEVICE)
-	$(PY) -m dni_utils.tools.copybench
+	$(PY) -m dni_utils.tools.copybench --device $(DEVICE)
 	$(PY) -m dni_utils.tools.groupbench --device $(DEVICE)
 
 readme: venv

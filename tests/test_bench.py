@@ -18,7 +18,9 @@ def test_a_linear_synthesizer_adds_two_products_per_interface():
 def test_the_copy_bench_prints_every_set_up_and_where_the_time_goes(capsys):
     from dni_utils.tools import copybench
 
-    copybench.main(["--length", "2", "--hidden", "8", "--batch", "4", "--episodes", "2"])
+    copybench.main(["--length", "2", "--hidden", "8", "--batch", "4", "--episodes", "2", "--runs", "1", "2",
+                    "--group-episodes", "1"])
     out = capsys.readouterr().out
     assert "before" in out and "fused Adam" in out and "2 processes" in out
+    assert "one by one" in out and "grouped" in out and "ratio" in out
     assert all(label in out for label in ("BPTT", "DNI", "DNI + Aux")) and "where a DNI batch's time goes" in out

@@ -31,6 +31,7 @@ def test_two_smoke_runs_with_the_same_seeds_write_identical_results(same_results
         (dict(methods=["bptt"]), "pair=[4, 8] is invalid: the grid has no dni run at T=4"),
         (dict(seeds=[-1]), "seeds=[-1] is invalid"),
         (dict(profile="laptop"), "profile='laptop' is unknown"),
+        (dict(group_runs="maybe"), "group_runs='maybe' is unknown: expected one of ('auto', 'on', 'off')"),
     ],
 )
 def test_bad_parameters_fail_clearly_and_leave_nothing_behind(fails_cleanly, tmp_path, params, message):

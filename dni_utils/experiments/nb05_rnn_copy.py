@@ -4,14 +4,13 @@ curriculum curves, the table of scores, the paper-vs-reproduced rows and the pap
 from __future__ import annotations
 
 import pandas as pd
-import torch
 
 from dni_utils.data.tasks import TASK_LABELS, check_task
 from dni_utils.experiments.profiles import asserts
 from dni_utils.experiments.stats import clearly_above, mean_sd, seed_summary
 from dni_utils.tools.runner import RunOptions, train_many
 from dni_utils.trainers.recurrent import RNN_METHOD_LABELS, RNNConfig, RNNRun, check_methods, check_truncations, train_copy
-from dni_utils.trainers.recurrent import RNN_METHODS
+from dni_utils.trainers.recurrent import RNN_METHODS, train_copy_exact_gradient, train_copy_exact_target
 
 
 #: Settings per profile for notebook 05. ``threshold`` and ``window`` define "solved" (mean bits
@@ -68,18 +67,6 @@ _CONFIG_KEYS = (
 #: Row labels of every method a Copy grid can hold: the methods, then the upper bounds of DNI
 #: (``recurrent.train_copy``'s ``exact``), keyed ``exact_gradient`` and ``exact_target``.
 LABELS = {**RNN_METHOD_LABELS, "exact_gradient": "DNI, exact gradient", "exact_target": "DNI, exact target"}
-
-
-def train_copy_exact_gradient(cfg: RNNConfig, data: None = None, progress: bool = True, desc: str | None = None,
-                              device: torch.device | str | None = None, checkpoint=None) -> RNNRun:
-    """``recurrent.train_copy`` with ``exact="gradient"`` (module level, for ``runner.train_many``)."""
-    return train_copy(cfg, data, progress=progress, desc=desc, device=device, checkpoint=checkpoint, exact="gradient")
-
-
-def train_copy_exact_target(cfg: RNNConfig, data: None = None, progress: bool = True, desc: str | None = None,
-                            device: torch.device | str | None = None, checkpoint=None) -> RNNRun:
-    """``recurrent.train_copy`` with ``exact="target"`` (module level, for ``runner.train_many``)."""
-    return train_copy(cfg, data, progress=progress, desc=desc, device=device, checkpoint=checkpoint, exact="target")
 
 
 _TRAIN = {None: train_copy, "gradient": train_copy_exact_gradient, "target": train_copy_exact_target}

@@ -20,12 +20,16 @@ configuration on the device.
 Every config class a grid trains provides ``train_steps()`` (how many training steps the run
 takes) and ``capped(n)`` (the same run cut to at most ``n`` steps, logging at its end).
 
-Grouped runs (``RunOptions.group_runs``): feed-forward runs (``train_ff``) that differ only in
-their seed can train as ONE model with the runs stacked in every tensor
-(``trainers.grouped.train_ff_group``), which removes the per-run host overhead that bounds a
-small network's step on a GPU. ``auto`` groups on CUDA and not on the CPU, where the 2-core
-measurement of ``make bench`` found no gain (and where the committed results were made one run
-at a time: a grouped run equals its ungrouped run to float tolerance, not bit for bit). A group
+Grouped runs (``RunOptions.group_runs``): feed-forward runs (``train_ff``), Copy / Repeat Copy
+runs (``train_copy`` and its exact bounds) and language-model runs (``train_lm``) that differ only
+in their seed can train as ONE model with the runs stacked in every tensor
+(``trainers.grouped.train_ff_group``, ``trainers.grouped_recurrent.train_copy_group`` and
+``train_lm_group``; ``GROUPED`` maps each training function to its grouped one), which removes the per-run host overhead that bounds a small network's step on a
+GPU. ``auto`` groups on CUDA and not on the CPU, where the committed results were made one run at
+a time (a grouped run equals its ungrouped run to float tolerance, not bit for bit) and where the
+2-core measurement of ``make bench`` found no gain for feed-forward runs (Copy runs gain there
+too, but are left ungrouped for the same reason). A grouped language-model run's wall-clock
+seconds are those of its whole group. A group
 is one task for a worker; a grouped run that is interrupted starts again (its finished runs are
 checkpointed one by one and loaded as usual).
 """
@@ -38,6 +42,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, is_dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -47,8 +52,10 @@ from tqdm import tqdm
 from dni_utils.tools.checkpoint import Checkpoint, run_key
 from dni_utils.tools.clock import WALL_CLOCK
 from dni_utils.tools.device import resolve_device, timer, use_device
+from dni_utils.trainers import grouped, grouped_recurrent
 from dni_utils.trainers.feedforward import train_ff
-from dni_utils.trainers.grouped import groups, train_ff_group
+from dni_utils.trainers.language_model import train_lm
+from dni_utils.trainers.recurrent import train_copy, train_copy_exact_gradient, train_copy_exact_target
 
 #: Values of ``RunOptions.group_runs`` (and the notebooks' ``group_runs`` parameter).
 GROUP_RUNS = ("auto", "on", "off")
@@ -56,6 +63,16 @@ GROUP_RUNS = ("auto", "on", "off")
 #: The data set and the training function, in a worker process only (set by _init_worker).
 _WORKER: dict[str, Any] = {}
 Train = Callable[..., Any]  # train(cfg, data, progress=..., desc=...) -> a run, a module-level function
+
+#: The training functions whose runs can be grouped: (the grouped training function, which takes a
+#: list of configs and returns their runs; the function that splits configs into groups).
+GROUPED: dict[Train, tuple[Callable[..., list[Any]], Callable[[list[Any]], list[list[int]]]]] = {
+    train_ff: (grouped.train_ff_group, grouped.groups),
+    train_copy: (grouped_recurrent.train_copy_group, grouped_recurrent.groups),
+    train_copy_exact_gradient: (partial(grouped_recurrent.train_copy_group, exact="gradient"), grouped_recurrent.groups),
+    train_copy_exact_target: (partial(grouped_recurrent.train_copy_group, exact="target"), grouped_recurrent.groups),
+    train_lm: (grouped_recurrent.train_lm_group, grouped_recurrent.groups),
+}
 
 
 def resolve_workers(workers: int, n_runs: int) -> int:
@@ -88,8 +105,8 @@ class RunOptions:
     checkpoint_seconds: and whenever this long has passed since its last save (0: by count only).
     estimate: print the runs, steps and estimated time before the first run.
     warmup_steps: steps of each configuration's timed warm-up (at most ``max_steps`` when that is set).
-    group_runs: ``auto`` (on CUDA), ``on`` or ``off``: train feed-forward runs that differ only in
-    their seed as one grouped model (see the module).
+    group_runs: ``auto`` (on CUDA), ``on`` or ``off``: train the runs that differ only in their seed
+    as one grouped model, for the training functions that can (``GROUPED``; see the module).
     """
 
     device: str = "auto"
@@ -117,7 +134,7 @@ class RunOptions:
     def grouped(self, train: Train = train_ff, device: torch.device | None = None) -> bool:
         """Whether ``train``'s runs are grouped on ``device`` (default: the options' device)."""
         device = resolve_device(self.device) if device is None else device
-        return train is train_ff and (self.group_runs == "on" or (self.group_runs == "auto" and device.type == "cuda"))
+        return train in GROUPED and (self.group_runs == "on" or (self.group_runs == "auto" and device.type == "cuda"))
 
     def checkpoint(self, train: Train, cfg: Any, data: Any, device: torch.device) -> Checkpoint | None:
         if not self.checkpoint_dir:
@@ -166,11 +183,11 @@ def _train_one(train: Train, cfg: Any, data: Any, options: RunOptions, progress:
 
 
 def _train_unit(train: Train, cfgs: list[Any], data: Any, options: RunOptions, progress: bool, desc: str | None) -> list[Any]:
-    """One run, or a group of runs that train as one model (``train_ff_group``)."""
+    """One run, or a group of runs that train as one model (``GROUPED``)."""
     if len(cfgs) == 1:
         return [_train_one(train, cfgs[0], data, options, progress, desc)]
     device = use_device(options.device)
-    runs = train_ff_group(cfgs, data, progress=progress, desc=desc, device=device)
+    runs = GROUPED[train][0](cfgs, data, progress=progress, desc=desc, device=device)
     for cfg, run in zip(cfgs, runs):
         checkpoint = options.checkpoint(train, cfg, data, device)
         if checkpoint is not None:
@@ -179,10 +196,10 @@ def _train_unit(train: Train, cfgs: list[Any], data: Any, options: RunOptions, p
 
 
 def _units(train: Train, cfgs: list[Any], todo: list[int], options: RunOptions, device: torch.device) -> list[list[int]]:
-    """The indices of ``todo`` as units of work: one run each, or the groups of ``train_ff_group``."""
+    """The indices of ``todo`` as units of work: one run each, or the groups of ``GROUPED``."""
     if not options.grouped(train, device):
         return [[i] for i in todo]
-    return [[todo[j] for j in unit] for unit in groups([cfgs[i] for i in todo])]
+    return [[todo[j] for j in unit] for unit in GROUPED[train][1]([cfgs[i] for i in todo])]
 
 
 def _init_worker(data: Any, train: Train, options: RunOptions) -> None:
@@ -244,7 +261,7 @@ def unit_costs(
                     if len(unit) == 1:
                         train(unit[0].capped(n), data, progress=False, device=device, checkpoint=None)
                     else:
-                        train_ff_group([cfg.capped(n) for cfg in unit], data, progress=False, device=device)
+                        GROUPED[train][0]([cfg.capped(n) for cfg in unit], data, progress=False, device=device)
                     times.append(timer(device) - start)
                 per_step = max(times[1] - times[0], 0.0) / warmup_steps
                 costs[key] = (max(times[0] - per_step, 0.0), per_step)

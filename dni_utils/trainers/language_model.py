@@ -51,7 +51,7 @@ def batchify(ids: torch.Tensor, streams: int) -> torch.Tensor:
 def char_episode(streams: torch.Tensor, start: int, steps: int, n_vocab: int) -> Episode:
     """Steps ``start .. start + steps - 1`` of the streams: one-hot inputs (steps, B, V), the next
     character's id as the target (steps, B)."""
-    x = F.one_hot(streams[start : start + steps], n_vocab).float()
+    x = F.one_hot(streams[start : start + steps], n_vocab).to(torch.get_default_dtype())  # float32 unless asked
     y = streams[start + 1 : start + steps + 1]
     return Episode(x, y, torch.ones(y.shape, dtype=torch.float32, device=y.device))
 

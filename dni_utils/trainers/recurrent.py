@@ -565,3 +565,15 @@ def train_copy(
             })
     run.score = curriculum.solved
     return run
+
+
+def train_copy_exact_gradient(cfg: RNNConfig, data: None = None, progress: bool = True, desc: str | None = None,
+                              device: torch.device | str | None = None, checkpoint=None) -> RNNRun:
+    """``train_copy`` with ``exact="gradient"`` (module level, for ``runner.train_many``)."""
+    return train_copy(cfg, data, progress=progress, desc=desc, device=device, checkpoint=checkpoint, exact="gradient")
+
+
+def train_copy_exact_target(cfg: RNNConfig, data: None = None, progress: bool = True, desc: str | None = None,
+                            device: torch.device | str | None = None, checkpoint=None) -> RNNRun:
+    """``train_copy`` with ``exact="target"`` (module level, for ``runner.train_many``)."""
+    return train_copy(cfg, data, progress=progress, desc=desc, device=device, checkpoint=checkpoint, exact="target")
