@@ -12,10 +12,12 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from dni_utils.tools.exercises import exercise_path, main, make_exercise, stub_source
+from dni_utils.tools.exercises import HINT_TAG, exercise_path, main, make_exercise, stub_source
 
-COURSE = Path(__file__).resolve().parents[1] / "notebooks" / "course"
+ROOT = Path(__file__).resolve().parents[1]
+COURSE = ROOT / "notebooks" / "course"
 SOLUTION = COURSE / "dni_course_solution.ipynb"
+EXECUTED = ROOT / "executed" / "course" / SOLUTION.name
 
 
 def _tagged(cell, tag: str) -> bool:
@@ -131,12 +133,13 @@ def test_a_check_says_what_is_wrong(steps, name, old, new, message):
         _run(check.source, namespace)
 
 
-def test_stubs_keep_the_signature_and_say_the_hint():
+def test_stubs_keep_the_signature_and_say_the_short_hint_only():
     source = (
         "def f(x):\n"
         '    """Doc."""\n'
         "    ### BEGIN SOLUTION\n"
-        "    # Hint: double it,\n"
+        "    # Hint: an affine map.\n"
+        "    # More: double it,\n"
         "    #   then add one.\n"
         "    # a comment of the solution\n"
         "    return 2 * x + 1\n"
@@ -144,13 +147,85 @@ def test_stubs_keep_the_signature_and_say_the_hint():
     )
     stub = stub_source(source)
     assert stub == (
-        'def f(x):\n    """Doc."""\n    # Hint: double it,\n    #   then add one.\n'
-        "    raise NotImplementedError('double it, then add one.')"
+        'def f(x):\n    """Doc."""\n    # Hint: an affine map.\n    # (More in the collapsed cell below.)\n'
+        "    raise NotImplementedError('an affine map.')"
     )
     namespace: dict = {}
     _run(stub, namespace)
-    with pytest.raises(NotImplementedError, match="double it, then add one"):
+    with pytest.raises(NotImplementedError, match="an affine map"):
         namespace["f"](1)
+    nb = make_exercise(new_notebook(cells=[new_code_cell(source, metadata={"tags": ["solution"]}),
+                                           new_code_cell("pass", metadata={"tags": ["check"]})]), "demo_solution.ipynb")
+    hint = nb.cells[2]
+    assert hint.cell_type == "markdown" and hint.metadata == {"jupyter": {"source_hidden": True}, "tags": [HINT_TAG]}
+    assert hint.source.endswith("Double it, then add one.") and "2 * x" not in hint.source
+    assert [c.cell_type for c in nb.cells] == ["markdown", "code", "markdown", "code"], "the hint sits between stub and check"
+
+
+def _solution_lines(solution) -> set[str]:
+    """The code lines of the solution regions (comments dropped) that the rest of the notebook does not have."""
+    inside, lines = False, set()
+    for cell in solution.cells:
+        if not _tagged(cell, "solution"):
+            continue
+        for line in cell.source.splitlines():
+            if line.strip() in ("### BEGIN SOLUTION", "### END SOLUTION"):
+                inside = line.strip() == "### BEGIN SOLUTION"
+            elif inside and line.split("#")[0].strip():
+                lines.add(line.split("#")[0].strip())
+    elsewhere = "\n".join(c.source for c in solution.cells if not _tagged(c, "solution"))
+    return {line for line in lines if line not in elsewhere}
+
+
+def test_no_exercise_cell_hint_or_error_message_gives_the_solutions_code(notebooks):
+    solution, exercise = notebooks
+    lines = _solution_lines(solution)
+    assert len(lines) > 20 and "h.backward(scale * prediction.detach())" in lines
+    for cell in exercise.cells:
+        leaked = sorted(line for line in lines if line in cell.source)
+        assert not leaked, f"cell {cell.get('id')} of the exercise gives the solution's code: {leaked}"
+    for cell in (c for c in exercise.cells if _tagged(c, "exercise")):
+        for message in re.findall(r"raise NotImplementedError\((.*)\)", cell.source):
+            assert len(message) < 110, f"{cell.id}: the error's hint is not short: {message}"
+
+
+def test_every_exercise_has_its_fuller_hint_collapsed_after_it(notebooks):
+    _, exercise = notebooks
+    cells = exercise.cells
+    for i, cell in enumerate(cells):
+        if _tagged(cell, "exercise"):
+            hint = cells[i + 1]
+            assert _tagged(hint, HINT_TAG) and hint.id == f"{cell.id}-hint", cell.id
+            assert hint.metadata["jupyter"] == {"source_hidden": True} and len(hint.source) > 80
+            assert "(More in the collapsed cell below.)" in cell.source
+
+
+def test_the_course_states_its_goals_and_time_and_asks_three_predict_then_run_questions(notebooks):
+    solution, _ = notebooks
+    top = solution.cells[0].source
+    assert "**Learning goals.**" in top and re.search(r"\*\*Time\.\*\* About \d+ to \d+ minutes", top)
+    ids = [c.id for c in solution.cells]
+    questions = [c for c in solution.cells if c.cell_type == "markdown" and c.source.startswith("### Predict, then run")]
+    assert len(questions) == 3
+    for q in questions:
+        run, answer = solution.cells[ids.index(q.id) + 1], solution.cells[ids.index(q.id) + 2]
+        assert "**Before running" in q.source and run.cell_type == "code" and not _tagged(run, "solution")
+        assert answer.source.startswith("**Answer.**") and answer.metadata.get("jupyter") == {"source_hidden": True}
+
+
+def test_the_executed_solution_is_the_solution_as_it_is_now():
+    executed = nbformat.read(EXECUTED, as_version=4)
+    solution = nbformat.read(SOLUTION, as_version=4)
+    assert [(c.cell_type, c.source) for c in executed.cells] == [(c.cell_type, c.source) for c in solution.cells], (
+        f"rerun it: papermill {SOLUTION.relative_to(ROOT)} ... then python -m dni_utils.tools.executed (executed/README.md)"
+    )
+    code = [c for c in executed.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code) and not [o for c in code for o in c.outputs if o.output_type == "error"]
+
+
+def test_a_hint_of_more_than_one_line_is_refused():
+    with pytest.raises(ValueError, match="is 2 lines: expected one short line"):
+        stub_source("### BEGIN SOLUTION\n# Hint: a\n#   b\nx = 1\n### END SOLUTION")
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,10 @@ import papermill as pm
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from dni_utils.tools.checkpoint import LOADED_FROM
 from dni_utils.tools.executed import (
-    INJECTED_ID, WALL_CLOCK_CELL_NOTE, WALL_CLOCK_NOTE, WIDGET_MIME, clean_notebook, main, volatile_fields,
+    INJECTED_ID, WALL_CLOCK_CELL_NOTE, WALL_CLOCK_NOTE, WIDGET_MIME, UnfitCopy, clean_file, clean_notebook, main,
+    relative_to_root, unfit_fields, volatile_fields,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +71,7 @@ def test_an_executed_notebook_carries_volatile_fields_and_cleaning_removes_every
         assert field in found, f"{field!r} not detected in:\n{found}"
     clean = clean_notebook(raw)
     assert volatile_fields(clean) == []
+    assert unfit_fields(clean) == [], "papermill's paths go with its metadata"
     assert raw.metadata["papermill"]["duration"] is not None, "the input notebook must be left as it was"
     text = json.dumps(clean)
     for key in ("start_time", "end_time", "duration", "iopub", "input_path", "output_path", "exception", "widget"):
@@ -115,10 +118,128 @@ def test_the_command_line_cleans_into_a_folder_and_checks(executed, tmp_path, ca
     assert volatile_fields(nbformat.read(src, as_version=4)), "the source must be left as it was"
 
 
-def test_committed_executed_copies_are_clean():
-    # Passes with no executed copies yet (executed/ holds them once `make figures` has run at cpu).
-    for path in sorted((ROOT / "executed").glob("*.ipynb")):
-        assert volatile_fields(nbformat.read(path, as_version=4)) == [], f"{path.name}: run python -m dni_utils.tools.executed"
+# Committed copies known not to be records of a run, each with why; strict, so a fixed copy fails
+# here until its entry goes.
+_KNOWN_UNFIT = {
+    "05_rnn_copy.ipynb": "executed/05_rnn_copy.ipynb loaded its 120 runs from a checkpoint (/work/main/build/ck05) "
+                         "instead of training them; it is to be re-run without checkpoint_dir",
+}
+_COMMITTED = sorted((ROOT / "executed").rglob("*.ipynb"))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=_KNOWN_UNFIT[p.name])) if p.name in _KNOWN_UNFIT else p
+     for p in _COMMITTED],
+    ids=[str(p.relative_to(ROOT / "executed")) for p in _COMMITTED],
+)
+def test_committed_executed_copies_are_clean_records_of_real_runs(path):
+    nb = nbformat.read(path, as_version=4)
+    assert volatile_fields(nb) == [], f"{path.name}: run python -m dni_utils.tools.executed"
+    assert unfit_fields(nb) == [], f"{path.name}: rerun the notebook (python -m dni_utils.tools.executed --check says why)"
+
+
+def test_every_known_unfit_copy_is_committed():
+    assert set(_KNOWN_UNFIT) <= {p.name for p in _COMMITTED}
+
+
+# ---- absolute paths and checkpointed runs, on small generated notebooks ----------------------------
+
+_ROOT = "/srv/checkout/dni"  # a repository as a run on another machine would see it
+
+
+def _notebook(*outputs, source="print(path)", parameters=None):
+    """A one-cell executed notebook whose cell printed ``outputs`` (stream texts or output nodes)."""
+    cell = new_code_cell(source, execution_count=1)
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=o) if isinstance(o, str) else o for o in outputs]
+    nb = new_notebook(cells=[new_markdown_cell("# Demo"), cell])
+    if parameters is not None:
+        nb.metadata["papermill"] = {"parameters": parameters}
+    return nb
+
+
+def test_paths_inside_the_repository_are_shown_relative_to_it_and_others_kept():
+    text = (f"{_ROOT}/results/01.cpu.json\nwrote '{_ROOT}/figures/a.pdf', {_ROOT}\n"
+            f"{_ROOT}2/results/x.json ../results/y.json /tmp/z\n")
+    assert relative_to_root(text, _ROOT) == "results/01.cpu.json\nwrote 'figures/a.pdf', .\n" \
+                                          f"{_ROOT}2/results/x.json ../results/y.json /tmp/z\n"
+    assert relative_to_root(text, _ROOT + "/") == relative_to_root(text, _ROOT)
+    with pytest.raises(ValueError, match="root='results' is invalid"):
+        relative_to_root(text, "results")
+
+
+def test_cleaning_relativises_what_outputs_show_but_never_a_source():
+    html = nbformat.v4.new_output("display_data", data={"text/html": f"<td>{_ROOT}/results/a.json</td>", "text/plain": "t"})
+    nb = _notebook(f"results in {_ROOT}/results/01.cpu.json\n", html, source=f"# {_ROOT}/notebooks")
+    clean = clean_notebook(nb, root=_ROOT)
+    assert clean.cells[1].outputs[0].text == "results in results/01.cpu.json\n"
+    assert clean.cells[1].outputs[1].data["text/html"] == "<td>results/a.json</td>"
+    assert clean.cells[1].source == f"# {_ROOT}/notebooks", "a source says what ran: never rewritten"
+    assert clean_notebook(nb).cells[1].outputs[0].text == nb.cells[1].outputs[0].text, "no root: nothing rewritten"
+    assert unfit_fields(clean) == [f"cell 1 source, line 1: an absolute path '{_ROOT}/notebooks': '# {_ROOT}/notebooks'"]
+
+
+@pytest.mark.parametrize(
+    "nb, expected",
+    [
+        (_notebook("saved to /home/ann/runs/a.json\n"), "cell 1, output 0 (stdout), line 1: an absolute path '/home/ann/runs/a.json'"),
+        (_notebook("ok\n", source='x = 1\nresults_dir = "/tmp/r"'), "cell 1 source, line 2: an absolute path '/tmp/r'"),
+        (_notebook("ok\n", parameters={"checkpoint_dir": "/work/ck"}),
+         "notebook metadata papermill.parameters.checkpoint_dir, line 1: an absolute path '/work/ck'"),
+        (_notebook(nbformat.v4.new_output("error", ename="OSError", evalue="x",
+                                          traceback=["\x1b[0;31mOSError\x1b[0m: C:\\Users\\ann\\data missing"])),
+         r"cell 1, output 0 (traceback), line 1: an absolute path 'C:\\Users\\ann\\data'"),  # (the path's repr)
+        (_notebook(nbformat.v4.new_output("execute_result", data={"text/plain": "PosixPath('/data/mnist')"}, execution_count=1)),
+         "cell 1, output 0 (text/plain), line 1: an absolute path '/data/mnist'"),
+        (_notebook(f"loss 0.3\ngrid: 0 runs to train, 0 training steps in all, on cpu with 1 process (12 {LOADED_FROM} ck)\n"),
+         "cell 1, output 0 (stdout), line 2: runs loaded from a checkpoint instead of trained"),
+    ],
+    ids=["posix-output", "source", "parameters", "windows-traceback", "result", "loaded-runs"],
+)
+def test_an_absolute_path_or_runs_loaded_from_a_checkpoint_make_a_copy_unfit(nb, expected):
+    found = unfit_fields(clean_notebook(nb, root=_ROOT))
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_relative_paths_urls_and_fractions_are_not_absolute_paths():
+    nb = _notebook("../results/01.cpu.json 3/3 seeds, lr 1e-4 / 1e-3, DNI_DATA_DIR/ptb/\n"
+                   "see https://arxiv.org/abs/1608.05343 and <b>x</b>\n",
+                   source="Path('../figures') / name  # note: data/ptb-mini")
+    assert unfit_fields(nb) == []
+
+
+def test_an_unfit_copy_is_not_written_and_the_check_names_the_file_and_the_line(tmp_path, capsys):
+    root = tmp_path / "repo"  # the repository the notebook ran in
+    src, dest = root / "build" / "demo.ipynb", root / "executed" / "demo.ipynb"
+    src.parent.mkdir(parents=True)
+    nbformat.write(_notebook(f"grid: 0 runs to train (3 {LOADED_FROM} {root}/ck)\n"), src)
+    with pytest.raises(UnfitCopy, match="runs loaded from a checkpoint"):
+        clean_file(src, dest, root=root)
+    assert not dest.parent.exists(), "nothing written, not even a folder or a temporary file"
+    assert main([str(src), "--out-dir", str(dest.parent), "--root", str(root)]) == 1
+    assert "not written" in capsys.readouterr().err and not dest.parent.exists()
+    assert main(["--check", str(src)]) == 1
+    err = capsys.readouterr().err
+    assert f"{src}: cell 1, output 0 (stdout), line 1: runs loaded from a checkpoint instead of trained" in err
+    assert f"{src}: cell 1, output 0 (stdout), line 1: an absolute path '{root}/ck'" in err
+    nbformat.write(_notebook(f"wrote {root}/results/a.json\n"), src)  # a path in the repository: cleaning fixes it
+    assert main(["--check", str(src)]) == 1
+    capsys.readouterr()
+    assert main([str(src), "--out-dir", str(dest.parent), "--root", str(root)]) == 0
+    assert nbformat.read(dest, as_version=4).cells[1].outputs[0].text == "wrote results/a.json\n"
+    assert main(["--check", str(dest)]) == 0
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["demo.ipynb"]
+
+
+def test_the_command_line_refuses_a_root_that_is_not_an_absolute_folder(tmp_path, capsys):
+    src = tmp_path / "demo.ipynb"
+    nbformat.write(_notebook("ok\n"), src)
+    with pytest.raises(SystemExit):
+        main([str(src), "--root", str(tmp_path / "absent")])
+    assert "absent' is invalid: expected the absolute path of an existing folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(src), "--root", "repo"])
+    assert "--root='repo' is invalid" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

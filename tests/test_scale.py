@@ -5,12 +5,13 @@ import json
 import re
 from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 
 from dni_utils.tools.checkpoint import Checkpoint, Meter, first_non_finite, run_key, source_hash
 from dni_utils.tools.device import device_name, resolve_device
-from dni_utils.tools.executed import clean_notebook
+from dni_utils.tools.executed import clean_notebook, unfit_fields
 from dni_utils.tools.results import environment
 from dni_utils.tools.runner import RunOptions, capped, run_options, train_many
 from dni_utils.trainers.feedforward import FFConfig, FFTrainer, train_ff
@@ -131,7 +132,12 @@ def test_finished_runs_are_loaded_not_trained_again(tiny_data, tmp_path, capsys,
         patch.setattr(FFTrainer, "step", fails)
         again = train_many(cfgs, tiny_data, progress=False, options=options)
     assert [r.to_dict() for r in again] == [r.to_dict() for r in first]
-    assert "0 runs to train" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "0 runs to train" in out
+    # and an executed copy that shows it is no record of a run (python -m dni_utils.tools.executed --check)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("")])
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text=out)]
+    assert any("runs loaded from a checkpoint instead of trained" in line for line in unfit_fields(nb)), out
     # A changed setting is another run: trained, not loaded.
     train_many([_cfg("dni", lr=2e-3)], tiny_data, progress=False, options=options)
     assert len(list(tmp_path.glob("*.done.pt"))) == 3
@@ -176,8 +182,6 @@ def test_max_steps_caps_every_run_and_its_log_interval(tiny_data):
 
 
 def test_the_estimate_is_printed_before_the_runs_and_cleaned_from_executed_copies(tiny_data, capsys):
-    import nbformat
-
     train_many([_cfg("dni"), _cfg("dni", seed=1), _cfg("bprop")], tiny_data, progress=False,
                options=RunOptions(device="cpu", max_steps=6, warmup_steps=2))
     out = capsys.readouterr().out.splitlines()

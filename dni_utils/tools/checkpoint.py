@@ -27,6 +27,11 @@ from typing import Any
 
 import torch
 
+#: What ``train_many`` prints when a grid's finished runs come from checkpoints rather than training
+#: (``"(N finished runs loaded from <dir>)"``); an executed copy that shows it is not a record of a run
+#: (``executed`` rejects it).
+LOADED_FROM = "finished runs loaded from"
+
 
 @functools.lru_cache(maxsize=1)
 def source_hash() -> str:

@@ -1,7 +1,7 @@
 """Executed copies of the notebooks, cleaned of what changes from run to run.
 
     python -m dni_utils.tools.executed build/cpu/01_ff_mnist.ipynb --out-dir executed   # clean into executed/
-    python -m dni_utils.tools.executed --check executed/*.ipynb                          # exit 1 if any is not clean
+    python -m dni_utils.tools.executed --check executed/*.ipynb                          # exit 1 if any is not clean or not fit
 
 ``make figures`` at the ``cpu`` profile keeps each executed notebook under ``executed/`` so that a
 reader sees every output without running anything. What papermill and the kernel record about
@@ -26,11 +26,24 @@ and data rewrites the same bytes:
 
 Everything else is kept: printed text, tables, figures (PNG). Nothing here guesses which printed
 numbers are times: a notebook that prints one without the mark leaves a copy that changes.
+
+An executed copy is also a record of a real run on some machine, readable on any other: a path
+inside the repository that an output prints as an absolute path (a results file, say) is shown
+relative to the repository root (``--root``; ``/home/me/dni/results/01.json`` becomes
+``results/01.json``). What cannot be made so honestly makes the copy unfit, and it is not written
+(``--check`` rejects it too), with the file, the cell and the offending line:
+
+- an absolute path (``/home/...``, ``/tmp/...``, ``C:\\...``) anywhere else: in a cell's source
+  (papermill's injected parameters, say), in an output that points outside the repository, or in
+  the parameters papermill recorded;
+- runs loaded from checkpoints instead of trained (``train_many`` prints ``N finished runs loaded
+  from <dir>``): such a copy shows none of the training it reports.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -38,6 +51,7 @@ from pathlib import Path
 import nbformat
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CoalesceStreamsPreprocessor, Preprocessor
 
+from dni_utils.tools.checkpoint import LOADED_FROM
 from dni_utils.tools.clock import WALL_CLOCK, wall_clock  # noqa: F401 (wall_clock: the notebooks import it from here)
 
 #: Cell metadata an author sets, kept; everything else in a cell's metadata is about the run.
@@ -56,6 +70,25 @@ WALL_CLOCK_CELL_NOTE = "this output is in seconds and is not kept in the execute
 
 def _wall_clock_note() -> nbformat.NotebookNode:
     return nbformat.v4.new_output("stream", name="stdout", text=f"{WALL_CLOCK} {WALL_CLOCK_CELL_NOTE}\n")
+
+
+#: The repository that holds this package (an editable install), where the notebooks' paths lie.
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_ROOT = _PACKAGE_ROOT if (_PACKAGE_ROOT / "pyproject.toml").is_file() else Path.cwd()
+
+# An absolute path starts at the start of a line or after a space, quote, bracket, "=", "," or ">": so
+# "../results/x.json", "DNI_DATA_DIR/ptb/", "https://arxiv.org/abs/...", "</td>" and "3/3" are not
+# ones. POSIX: two components or more ("/a/b"), or one of the usual top-level folders ("/tmp");
+# Windows: a drive letter ("C:\...", "C:/..."); not a share ("\\host\..."), which LaTeX's "\\" resembles.
+_BEFORE = r"(?<![^\s'\"`(\[{=,>])"
+_PART = r"[\w.~+@%-]"
+ABSOLUTE_PATH = re.compile(
+    rf"{_BEFORE}(?:/{_PART}+(?:/{_PART}*)+"
+    r"|/(?:home|Users|root|tmp|var|opt|mnt|media|srv|scratch|data|work|private|Volumes|nfs)(?![\w.~+@%-])"
+    r"|[A-Za-z]:[\\/][\w.~+@%\\/-]*)"
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_LOADED = re.compile(rf"\b\d+ {re.escape(LOADED_FROM)}\b")
 
 # The end of a tqdm bar: "[00:12<00:03, 41.2it/s]" or "[00:12, 41.2it/s]" (unknown total).
 _TQDM = re.compile(r"\[(\d+:)?\d\d:\d\d(<((\d+:)?\d\d:\d\d|\?))?, [^\]]*(it|s)/(s|it)[^\]]*\]\s*$")
@@ -126,8 +159,49 @@ def _without_wall_clock(text: str) -> str:
     return re.sub(rf"^{re.escape(WALL_CLOCK)} ?(.*)$", note, text, flags=re.MULTILINE)
 
 
-def clean_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Return a copy of the executed notebook ``nb`` without what changes from run to run."""
+def _output_texts(out: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    """The text an output shows, as (where, text) pairs: a stream, an error's traceback, each text-like
+    MIME entry of a result (images and widget state are not text)."""
+    if out.output_type == "stream":
+        return [(out.name, out.text)]
+    if out.output_type == "error":
+        return [("traceback", _ANSI.sub("", "\n".join(out.get("traceback", []))))]
+    return [(mime, value if isinstance(value, str) else "".join(value))
+            for mime, value in out.get("data", {}).items()
+            if (mime.startswith("text/") or mime.endswith("json")) and isinstance(value, (str, list))]
+
+
+def relative_to_root(text: str, root: str | Path) -> str:
+    """``text`` with every absolute path inside ``root`` written relative to it
+    (``<root>/results/x.json`` -> ``results/x.json``; ``<root>`` itself -> ``.``); other paths are kept."""
+    for base in dict.fromkeys((str(Path(root)), str(Path(root).resolve()))):  # as given, and without links
+        base = base.rstrip("/")
+        if not base.startswith("/") or base == "":
+            raise ValueError(f"root={str(root)!r} is invalid: expected an absolute POSIX path (the repository)")
+        text = re.sub(rf"{_BEFORE}{re.escape(base)}(?:/({_PART}[\w.~+@%/-]*)?)?(?![\w.~+@%/-])",
+                      lambda m: m.group(1) or ".", text)
+    return text
+
+
+def _relativise_outputs(nb: nbformat.NotebookNode, root: str | Path) -> None:
+    """Rewrite, in place, the repository's absolute paths in what the outputs show (never in sources)."""
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                out.text = relative_to_root(out.text, root)
+            elif out.output_type == "error":
+                out.traceback = [relative_to_root(line, root) for line in out.get("traceback", [])]
+                out.evalue = relative_to_root(out.get("evalue", ""), root)
+            for mime, value in out.get("data", {}).items():
+                if mime.startswith("text/") and isinstance(value, str):
+                    out.data[mime] = relative_to_root(value, root)
+                elif mime.startswith("text/") and isinstance(value, list):
+                    out.data[mime] = [relative_to_root(v, root) for v in value]
+
+
+def clean_notebook(nb: nbformat.NotebookNode, root: str | Path | None = None) -> nbformat.NotebookNode:
+    """Return a copy of the executed notebook ``nb`` without what changes from run to run; with
+    ``root`` (the repository), the absolute paths inside it that outputs show are made relative to it."""
     nb = nbformat.from_dict(nb)  # a deep copy; ``nb`` itself is left as it was
     resources: dict = {}
     for pre in (
@@ -142,7 +216,40 @@ def clean_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         CoalesceStreamsPreprocessor(),  # streams that a dropped progress bar kept apart are one again
     ):
         nb, resources = pre.preprocess(nb, resources)
-    return nbformat.from_dict(nb)  # the metadata filter leaves plain dicts
+    nb = nbformat.from_dict(nb)  # the metadata filter leaves plain dicts
+    if root is not None:
+        _relativise_outputs(nb, root)
+    return nb
+
+
+def _line_findings(where: str, text: str, pattern: re.Pattern, what: str) -> list[str]:
+    """One finding per line of ``text`` that ``pattern`` matches: where, line number, what, the line."""
+    found = []
+    for n, line in enumerate(text.splitlines(), 1):
+        match = pattern.search(line)
+        if match:
+            shown = line.strip() if len(line.strip()) <= 160 else line.strip()[:157] + "..."
+            found.append(f"{where}, line {n}: {what.format(match=match.group(0))}: {shown!r}")
+    return found
+
+
+def unfit_fields(nb: nbformat.NotebookNode) -> list[str]:
+    """Where ``nb`` is not a portable record of a real run, one line per finding (empty when it is one):
+    an absolute file-system path in a cell's source, an output or papermill's parameters, or runs
+    that were loaded from checkpoints instead of trained."""
+    path_found = "an absolute path {match!r}"
+    loaded = ("runs loaded from a checkpoint instead of trained (rerun so that it trains them: no checkpoint_dir, "
+              "or one without finished runs)")
+    found = []
+    for name, value in nb.metadata.get("papermill", {}).get("parameters", {}).items():
+        found += _line_findings(f"notebook metadata papermill.parameters.{name}", str(value), ABSOLUTE_PATH, path_found)
+    for i, cell in enumerate(nb.cells):
+        found += _line_findings(f"cell {i} source", cell.source, ABSOLUTE_PATH, path_found)
+        for j, out in enumerate(cell.get("outputs", [])):
+            for kind, text in _output_texts(out):
+                found += _line_findings(f"cell {i}, output {j} ({kind})", text, ABSOLUTE_PATH, path_found)
+                found += _line_findings(f"cell {i}, output {j} ({kind})", text, _LOADED, loaded)
+    return found
 
 
 def volatile_fields(nb: nbformat.NotebookNode) -> list[str]:
@@ -172,12 +279,29 @@ def volatile_fields(nb: nbformat.NotebookNode) -> list[str]:
     return found
 
 
-def clean_file(src: str | Path, dest: str | Path) -> Path:
-    """Read the executed notebook ``src``, clean it and write it to ``dest`` (``src`` is kept)."""
-    nb = clean_notebook(nbformat.read(src, as_version=4))
+class UnfitCopy(ValueError):
+    """An executed notebook that cannot be made a portable record of a real run (``unfit_fields``)."""
+
+
+def clean_file(src: str | Path, dest: str | Path, root: str | Path | None = None) -> Path:
+    """Read the executed notebook ``src``, clean it and write it to ``dest`` (``src`` is kept).
+
+    root: the repository whose absolute paths outputs show relative to it (None: none are).
+    Raises ``UnfitCopy``, and writes nothing, when the cleaned copy still has ``unfit_fields``;
+    ``dest`` is replaced only once the whole copy is written (a temporary file, then a rename).
+    """
+    nb = clean_notebook(nbformat.read(src, as_version=4), root)
+    unfit = unfit_fields(nb)
+    if unfit:
+        raise UnfitCopy(f"{src}: not written to {dest}:\n" + "\n".join(f"{src}: {line}" for line in unfit))
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, dest)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        nbformat.write(nb, tmp)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
     return dest
 
 
@@ -185,20 +309,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="+", type=Path, help="executed notebooks")
     parser.add_argument("--out-dir", type=Path, help="write the cleaned copies here (default: in place)")
-    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if any notebook is not clean")
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT,
+                        help=f"the repository: absolute paths inside it that outputs show become relative to it (default: {DEFAULT_ROOT})")
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 if any notebook is not clean, holds an absolute path or loaded its runs from checkpoints")
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.notebooks if not p.is_file()]
     if missing:
         parser.error(f"notebooks={missing} do not exist")
+    if not args.root.is_absolute() or not args.root.is_dir():
+        parser.error(f"--root={str(args.root)!r} is invalid: expected the absolute path of an existing folder (the repository)")
     if args.check:
-        dirty = {p: volatile_fields(nbformat.read(p, as_version=4)) for p in args.notebooks}
-        for path, found in dirty.items():
-            for line in found:
+        failed = False
+        for path in args.notebooks:
+            nb = nbformat.read(path, as_version=4)
+            for line in volatile_fields(nb) + unfit_fields(nb):
                 print(f"{path}: {line}", file=sys.stderr)
-        return 1 if any(dirty.values()) else 0
+                failed = True
+        return 1 if failed else 0
+    failed = False
     for path in args.notebooks:
-        print(clean_file(path, (args.out_dir or path.parent) / path.name))
-    return 0
+        try:
+            print(clean_file(path, (args.out_dir or path.parent) / path.name, args.root))
+        except UnfitCopy as error:
+            print(error, file=sys.stderr)
+            failed = True
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -4,23 +4,26 @@
     python -m dni_utils.tools.exercises notebooks/course/dni_course_solution.ipynb --check   # exit 1 if it is out of date
 
 In a solution notebook, the code a student writes sits in cells tagged ``solution``, between
-marker lines, and starts with a hint::
+marker lines, and starts with a short hint (one line: what to do, not how) and, optionally, a
+fuller one::
 
     def send(h, synthesizer, context=None, scale=1.0):
         \"\"\"...\"\"\"
         ### BEGIN SOLUTION
-        # Hint: what to do, in a line or two of comments
-        #   (continued on lines that start with "#" and two spaces).
+        # Hint: what to do, in a line.
+        # More: how to go about it, for a student who is stuck,
+        #   continued on lines that start with "#" and two spaces.
         prediction = synthesizer(h.detach(), context)
         ...
         ### END SOLUTION
 
-The exercise version keeps everything else and replaces each marked region by its hint and a stub
-that raises ``NotImplementedError`` with it (``SolutionStubPreprocessor``, an nbconvert
-preprocessor); the tag becomes ``exercise``; outputs are cleared; a first cell says where the
-notebook comes from. Every solution cell must be followed by a cell tagged ``check`` (which tells
-the student what is wrong), and every region must have its hint: otherwise generation fails and
-names the cell.
+The exercise version keeps everything else and replaces each marked region by the short hint and a
+stub that raises ``NotImplementedError`` with it (``SolutionStubPreprocessor``, an nbconvert
+preprocessor); the tag becomes ``exercise``. The fuller hints of a cell go to a markdown cell after
+it, collapsed (JupyterLab's ``"jupyter": {"source_hidden": true}``: click its bar to read it).
+Outputs are cleared; a first cell says where the notebook comes from. Every solution cell must be
+followed by a cell tagged ``check`` (which tells the student what is wrong), and every region must
+have its hint: otherwise generation fails and names the cell.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from traitlets import Unicode
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 _MARKER = re.compile(r"^(\s*)(### (?:BEGIN|END) SOLUTION)\s*$")
 HEADER_ID = "exercise-header"
+#: The tag of the collapsed markdown cell that holds an exercise's fuller hints.
+HINT_TAG = "hint"
 
 
 class SolutionStubPreprocessor(Preprocessor):
@@ -71,15 +76,32 @@ class SolutionStubPreprocessor(Preprocessor):
             raise ValueError(
                 f"cell {index} is tagged {self.solution_tag!r} but is not a code cell with {BEGIN!r} ... {END!r}"
             )
-        cell.source = stub_source(cell.source, where=f"cell {index}")
+        cell.source, more = _stubbed(cell.source, where=f"cell {index}")
         cell.metadata["tags"] = [self.exercise_tag if t == self.solution_tag else t for t in tags]
+        if more:
+            resources.setdefault("hints", {})[cell.get("id", str(index))] = more
         return cell, resources
+
+
+def hint_cell(more: list[str], cell_id: str) -> nbformat.NotebookNode:
+    """The collapsed markdown cell with an exercise's fuller hints (one paragraph per region)."""
+    text = "\n\n".join(more)
+    cell = nbformat.v4.new_markdown_cell(f"**More of a hint** (for when you are stuck; try without it first):\n\n{text}",
+                                         metadata={"jupyter": {"source_hidden": True}, "tags": [HINT_TAG]})
+    cell.id = f"{cell_id}-hint"
+    return cell
 
 
 def stub_source(source: str, where: str = "the cell") -> str:
     """``source`` with every ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` region replaced by its
-    hint comments and ``raise NotImplementedError(<hint>)`` at the markers' indentation."""
+    short hint comment and ``raise NotImplementedError(<short hint>)`` at the markers' indentation."""
+    return _stubbed(source, where)[0]
+
+
+def _stubbed(source: str, where: str) -> tuple[str, list[str]]:
+    """``stub_source``'s text, and the fuller hint of each region that has one."""
     out: list[str] = []
+    more: list[str] = []
     region: list[str] | None = None
     indent = ""
     for n, line in enumerate(source.splitlines(), start=1):
@@ -93,7 +115,9 @@ def stub_source(source: str, where: str = "the cell") -> str:
                 raise ValueError(f"{where}, line {n}: {END!r} without {BEGIN!r}")
             if m.group(1) != indent:
                 raise ValueError(f"{where}, line {n}: {END!r} is not indented as its {BEGIN!r}")
-            out += _stub(region, indent, where, n)
+            stub, fuller = _stub(region, indent, where, n)
+            out += stub
+            more += [fuller] if fuller else []
             region = None
         elif region is not None:
             region.append(line)
@@ -101,21 +125,34 @@ def stub_source(source: str, where: str = "the cell") -> str:
             out.append(line)
     if region is not None:
         raise ValueError(f"{where}: {BEGIN!r} without {END!r}")
-    return "\n".join(out)
+    return "\n".join(out), more
 
 
-def _stub(region: list[str], indent: str, where: str, line: int) -> list[str]:
-    hint: list[str] = []
-    for text in region:
-        stripped = text.strip()
-        first, more = not hint and stripped.startswith("# Hint:"), hint and stripped.startswith("#  ")
-        if not (first or more):
-            break
-        hint.append(text)
+def _comment_block(region: list[str], start: int, prefix: str) -> tuple[list[str], int]:
+    """The comment lines of ``region`` from ``start`` that open with ``# <prefix>`` and go on with
+    ``#  `` lines, as text; and where they end."""
+    if start >= len(region) or not region[start].strip().startswith(f"# {prefix}"):
+        return [], start
+    end = start + 1
+    while end < len(region) and region[end].strip().startswith("#  "):
+        end += 1
+    return [t.strip().lstrip("#").strip() for t in region[start:end]], end
+
+
+def _stub(region: list[str], indent: str, where: str, line: int) -> tuple[list[str], str]:
+    hint, end = _comment_block(region, 0, "Hint:")
     if not hint:
         raise ValueError(f"{where}: the solution region ending at line {line} has no '# Hint:' comment after {BEGIN!r}")
-    words = " ".join(h.strip().lstrip("#").strip() for h in hint).removeprefix("Hint:").strip()
-    return [indent + h.strip() for h in hint] + [f"{indent}raise NotImplementedError({words!r})"]
+    if len(hint) > 1:
+        raise ValueError(f"{where}: the '# Hint:' of the solution region ending at line {line} is {len(hint)} lines: "
+                         "expected one short line (put the rest on '# More:' lines, which go to a collapsed cell)")
+    more, _ = _comment_block(region, end, "More:")
+    short = hint[0].removeprefix("Hint:").strip()
+    stub = [f"{indent}# Hint: {short}"]
+    if more:
+        stub.append(f"{indent}# (More in the collapsed cell below.)")
+    fuller = " ".join(more).removeprefix("More:").strip()
+    return stub + [f"{indent}raise NotImplementedError({short!r})"], fuller[:1].upper() + fuller[1:]
 
 
 def exercise_path(solution: str | Path) -> Path:
@@ -132,10 +169,18 @@ def make_exercise(solution: nbformat.NotebookNode, solution_name: str) -> nbform
     resources: dict = {}
     for pre in (ClearOutputPreprocessor(), SolutionStubPreprocessor()):
         nb, resources = pre.preprocess(nb, resources)
+    hints = resources.get("hints", {})
+    cells = []
+    for index, cell in enumerate(nb.cells):
+        cells.append(cell)
+        key = cell.get("id", str(index))
+        if key in hints:
+            cells.append(hint_cell(hints[key], key))
+    nb.cells = cells
     header = nbformat.v4.new_markdown_cell(
         f"*Exercise version of [`{solution_name}`]({solution_name}), generated from it by `make exercises`: "
-        "edit the solution, not this file. Complete each cell that raises `NotImplementedError`, then run the "
-        "check cell after it.*"
+        "edit the solution, not this file. Complete each cell that raises `NotImplementedError` (stuck? the "
+        "collapsed cell after it has more of a hint), then run the check cell after that.*"
     )
     header.id = HEADER_ID
     nb.cells.insert(0, header)

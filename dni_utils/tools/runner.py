@@ -49,7 +49,7 @@ import torch
 import torch.multiprocessing
 from tqdm import tqdm
 
-from dni_utils.tools.checkpoint import Checkpoint, run_key
+from dni_utils.tools.checkpoint import LOADED_FROM, Checkpoint, run_key
 from dni_utils.tools.clock import WALL_CLOCK
 from dni_utils.tools.device import resolve_device, timer, use_device
 from dni_utils.trainers import grouped, grouped_recurrent
@@ -328,7 +328,7 @@ def train_many(
     grouping = f" in {len(units)} groups of runs that differ only in their seed" if len(units) < len(todo) else ""
     print(f"{desc}: {len(todo)} runs to train, {steps:,} training steps in all, on {device.type} with {n} process"
           f"{'es' if n > 1 else ''}{grouping}"
-          + (f" ({loaded} finished runs loaded from {options.checkpoint_dir})" if loaded else "")
+          + (f" ({loaded} {LOADED_FROM} {options.checkpoint_dir})" if loaded else "")
           + (f"; every run capped at {options.max_steps} step{'s' if options.max_steps > 1 else ''}"
              if options.max_steps else ""))
     if options.estimate and todo:
