@@ -38,7 +38,8 @@ $(VENV)/.installed: pyproject.toml
 # parameters) and executed and checked by nbval, and the course solutions (small already) as they
 # are; warnings are errors in both. pytest-xdist spreads them over TEST_WORKERS processes, a test
 # module or a notebook to a process (loadscope: nbval runs a notebook's cells in order in one
-# kernel, and a module's fixtures are built once); the 15 slowest are listed at the end.
+# kernel, and a module's fixtures are built once); the notebooks, the longest scopes, are handed out
+# first so that neither worker is left with one at the end; the 15 slowest are listed at the end.
 test: venv
 	rm -rf $(SMOKE) && mkdir -p $(SMOKE)
 	for nb in $(NOTEBOOKS); do \
@@ -46,7 +47,7 @@ test: venv
 	    -p profile smoke -p progress False \
 	    -p results_dir "$(CURDIR)/$(SMOKE)/results" -p figures_dir "$(CURDIR)/$(SMOKE)/figures" || exit 1; \
 	done
-	PYTHONWARNINGS=error MPLBACKEND=Agg $(PY) -m pytest tests $(SMOKE) $(COURSE) --nbval-lax -p no:cacheprovider -m "not slow" \
+	PYTHONWARNINGS=error MPLBACKEND=Agg $(PY) -m pytest $(SMOKE) $(COURSE) tests --nbval-lax -p no:cacheprovider -m "not slow" \
 	  -n $(TEST_WORKERS) --dist loadscope --durations=15
 
 # The paper-profile dry runs (tests/test_paper_dry_run.py): one training step of every paper-size
