@@ -23,7 +23,7 @@ import os
 import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -55,14 +55,20 @@ def run_key(train: Any, cfg: Any, data: Any = None, device: torch.device | None 
     return f"{type(cfg).__name__.lower()}-{hashlib.sha256(text.encode()).hexdigest()[:20]}"
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
+def write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
+    """``write(tmp)`` to a hidden file beside ``path``, then rename it over ``path``: an interruption
+    leaves the previous file whole (or none), never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(obj, tmp)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    write_atomically(path, lambda tmp: torch.save(obj, tmp))
 
 
 class Checkpoint:

@@ -43,7 +43,6 @@ relative to the repository root (``--root``; ``/home/me/dni/results/01.json`` be
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from pathlib import Path
@@ -51,8 +50,8 @@ from pathlib import Path
 import nbformat
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CoalesceStreamsPreprocessor, Preprocessor
 
-from dni_utils.tools.checkpoint import LOADED_FROM
-from dni_utils.tools.clock import WALL_CLOCK, wall_clock  # noqa: F401 (wall_clock: the notebooks import it from here)
+from dni_utils.tools.checkpoint import LOADED_FROM, write_atomically
+from dni_utils.tools.clock import WALL_CLOCK, wall_clock  # noqa: F401 (wall_clock: kept importable from here)
 
 #: Cell metadata an author sets, kept; everything else in a cell's metadata is about the run.
 CELL_METADATA_KEPT = ("tags", "jupyter", "collapsed", "scrolled", "editable", "deletable")
@@ -295,13 +294,7 @@ def clean_file(src: str | Path, dest: str | Path, root: str | Path | None = None
     if unfit:
         raise UnfitCopy(f"{src}: not written to {dest}:\n" + "\n".join(f"{src}: {line}" for line in unfit))
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        nbformat.write(nb, tmp)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomically(dest, lambda tmp: nbformat.write(nb, tmp))
     return dest
 
 
