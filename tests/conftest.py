@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -170,3 +172,20 @@ def resumes_exactly(tmp_path, monkeypatch):
 
     return check
 
+
+def assert_nested_close(a, b, what, rtol=1e-9, atol=1e-11):
+    """``a`` and ``b`` (dicts, lists and numbers, nested) equal to float tolerance; NaN where both are NaN."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), what
+        for k in a:
+            assert_nested_close(a[k], b[k], f"{what}.{k}", rtol, atol)
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), what
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_nested_close(x, y, f"{what}[{i}]", rtol, atol)
+    elif isinstance(a, float) and (math.isnan(a) or (isinstance(b, float) and math.isnan(b))):
+        assert isinstance(b, float) and math.isnan(a) and math.isnan(b), f"{what}: {a} != {b}"
+    elif isinstance(a, float):
+        assert b == pytest.approx(a, rel=rtol, abs=atol), f"{what}: {a} != {b}"
+    else:
+        assert a == b, f"{what}: {a!r} != {b!r}"

@@ -10,11 +10,11 @@ equivalence is checked to 1e-9.
 
 import dataclasses
 import json
-import math
 
 import pytest
 import torch
 
+from conftest import assert_nested_close
 from dni_utils.data.images import BatchSampler
 from dni_utils.trainers.feedforward import FFConfig, FFTrainer, train_ff
 from dni_utils.trainers.grouped import (
@@ -59,21 +59,7 @@ def _configs(**fields):
     return [FFConfig(seed=s, **{**SMALL, **fields}) for s in SEEDS]
 
 
-def _close(a, b, what, rtol=1e-9, atol=1e-11):
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), what
-        for k in a:
-            _close(a[k], b[k], f"{what}.{k}", rtol, atol)
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), what
-        for i, (x, y) in enumerate(zip(a, b)):
-            _close(x, y, f"{what}[{i}]", rtol, atol)
-    elif isinstance(a, float) and (math.isnan(a) or (isinstance(b, float) and math.isnan(b))):
-        assert isinstance(b, float) and math.isnan(a) and math.isnan(b), f"{what}: {a} != {b}"
-    elif isinstance(a, float):
-        assert b == pytest.approx(a, rel=rtol, abs=atol), f"{what}: {a} != {b}"
-    else:
-        assert a == b, f"{what}: {a!r} != {b!r}"
+_close = assert_nested_close
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

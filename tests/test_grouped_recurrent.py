@@ -6,11 +6,11 @@ few batches (a threshold every run meets at once, a window of one batch), so the
 differ and the padding, the loss masks and the masked optimiser steps are exercised.
 """
 
-import math
 
 import pytest
 import torch
 
+from conftest import assert_nested_close
 from dni_utils.data.tasks import SequenceTask
 from dni_utils.trainers.grouped_recurrent import GroupedCopyTrainer, check_group, group_key, groups, train_copy_group
 from dni_utils.trainers.recurrent import RNNConfig, build, run_episode, train_copy
@@ -45,21 +45,7 @@ def _configs(**fields):
     return [RNNConfig(seed=s, **{**SMALL, **fields}) for s in SEEDS]
 
 
-def _close(a, b, what, rtol=1e-9, atol=1e-11):
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), what
-        for k in a:
-            _close(a[k], b[k], f"{what}.{k}", rtol, atol)
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), what
-        for i, (x, y) in enumerate(zip(a, b)):
-            _close(x, y, f"{what}[{i}]", rtol, atol)
-    elif isinstance(a, float) and (math.isnan(a) or (isinstance(b, float) and math.isnan(b))):
-        assert isinstance(b, float) and math.isnan(a) and math.isnan(b), f"{what}: {a} != {b}"
-    elif isinstance(a, float):
-        assert b == pytest.approx(a, rel=rtol, abs=atol), f"{what}: {a} != {b}"
-    else:
-        assert a == b, f"{what}: {a!r} != {b!r}"
+_close = assert_nested_close
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
