@@ -16,21 +16,50 @@ def tiny_data() -> Dataset:
     return Dataset("tiny", x[:256], y[:256], x[256:], y[256:], n_classes=4, source="generated", synthetic=True)
 
 
+def _smoke_params(nb, tmp, params: dict) -> dict:
+    tmp.mkdir(parents=True, exist_ok=True)
+    return {"profile": "smoke", "progress": False, "results_dir": str(tmp / "results"),
+            "figures_dir": str(tmp / "figures"), **params}
+
+
+def _result_file(nb, tmp, params: dict):
+    return tmp / "results" / f"{nb.stem}.{params['profile']}.json"
+
+
 @pytest.fixture
 def run_notebook():
-    """Execute a notebook with papermill at the smoke profile (by default) into ``tmp``; returns the
-    path of the result file it should have written."""
-    from pathlib import Path
+    """Execute a notebook at the smoke profile (by default) into ``tmp``, in this process
+    (``execute_in_process``: no kernel to start, the imports already made), with what it prints
+    kept in ``tmp/printed.txt``; returns the path of the result file it should have written. Every
+    notebook also runs through papermill and a kernel under nbval (``make test``), and
+    ``run_notebook_in_a_kernel`` runs one as a user does."""
+    import contextlib
+    import io
 
+    def run(nb, tmp, **params):
+        params = _smoke_params(nb, tmp, params)
+        printed = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(printed):
+                execute_in_process(nb, params)
+        finally:
+            (tmp / "printed.txt").write_text(printed.getvalue())
+        return _result_file(nb, tmp, params)
+
+    return run
+
+
+@pytest.fixture
+def run_notebook_in_a_kernel():
+    """``run_notebook`` through papermill and a kernel, as ``make figures`` runs it: the executed
+    notebook is ``tmp/out.ipynb``."""
     import papermill as pm
 
-    def run(nb: Path, tmp: Path, **params) -> Path:
-        params = {"profile": "smoke", "progress": False, "results_dir": str(tmp / "results"),
-                  "figures_dir": str(tmp / "figures"), **params}
-        tmp.mkdir(parents=True, exist_ok=True)
+    def run(nb, tmp, **params):
+        params = _smoke_params(nb, tmp, params)
         pm.execute_notebook(str(nb), str(tmp / "out.ipynb"), parameters=params, cwd=str(nb.parent),
                             progress_bar=False, log_output=False)
-        return tmp / "results" / f"{nb.stem}.{params['profile']}.json"
+        return _result_file(nb, tmp, params)
 
     return run
 
@@ -54,11 +83,13 @@ def execute_in_process(nb, params: dict) -> None:
     the parameters cell, then ``params`` as assignments (papermill's injected cell), then the rest,
     with the notebook's folder as working directory. No kernel starts (a kernel costs seconds of
     start-up and imports: ``fails_cleanly`` runs dozens of notebooks that stop in their first
-    cells). Matplotlib's settings, torch's random state and its thread count are restored after."""
+    cells). Matplotlib's settings, torch's random state and its thread count are restored after, and
+    the notebook's figures closed."""
     import contextlib
     import os
 
     import matplotlib
+    import matplotlib.pyplot as plt
     import nbformat
     from IPython.display import display
 
@@ -70,6 +101,7 @@ def execute_in_process(nb, params: dict) -> None:
     threads, here = torch.get_num_threads(), os.getcwd()
     with contextlib.ExitStack() as stack:
         stack.enter_context(matplotlib.rc_context())
+        stack.callback(plt.close, "all")  # a kernel's figures go with it
         stack.enter_context(torch.random.fork_rng())
         stack.callback(torch.set_num_threads, threads)
         stack.callback(os.chdir, here)
@@ -96,13 +128,13 @@ def fails_cleanly():
 
 
 @pytest.fixture
-def fails_cleanly_in_a_kernel(run_notebook):
+def fails_cleanly_in_a_kernel(run_notebook_in_a_kernel):
     """``fails_cleanly`` through papermill and a kernel, as a user's run fails."""
     import papermill as pm
 
     def check(nb, tmp, message: str, **params) -> None:
         with pytest.raises(pm.PapermillExecutionError) as info:
-            run_notebook(nb, tmp, **params)
+            run_notebook_in_a_kernel(nb, tmp, **params)
         assert message in str(info.value)
         assert not (tmp / "results").exists() and not (tmp / "figures").exists()
 

@@ -205,7 +205,7 @@ def test_notebook_01_trains_grouped_when_asked_and_records_it(run_notebook, tmp_
                                      group_runs="on").read_text())
     assert result["params"]["group_runs"] == "on"
     assert sorted(result["runs"]) == ["fcn-3-bprop-s0", "fcn-3-bprop-s1", "fcn-3-cdni-s0", "fcn-3-cdni-s1"]
-    out = (tmp_path / "out.ipynb").read_text()
+    out = (tmp_path / "printed.txt").read_text()
     assert "in 2 groups of runs that differ only in their seed" in out
 
 

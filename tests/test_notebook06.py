@@ -50,4 +50,4 @@ def test_a_dry_run_caps_every_run_records_the_cap_and_asserts_no_claim(run_noteb
     assert result["params"]["max_steps"] == 2 and result["environment"]["device"] == "cpu"
     # 2 segments of 40 steps x 8 streams, validated once at the end
     assert all([h["chars"] for h in r["history"]] == [640] for r in result["runs"].values())
-    assert "dry run (max_steps=2): the claims are not asserted" in (tmp_path / "out.ipynb").read_text()
+    assert "dry run (max_steps=2): the claims are not asserted" in (tmp_path / "printed.txt").read_text()

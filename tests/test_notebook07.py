@@ -47,7 +47,7 @@ def test_a_dry_run_caps_every_run_records_the_cap_and_asserts_no_claim(run_noteb
     result = json.loads(out.read_text())
     assert result["params"]["max_steps"] == 3 and result["environment"]["device"] == "cpu"
     assert {k: r["history"][-1]["tick"] for k, r in result["runs"].items()} == {"bptt-T4-seed0": 12, "cdni-T4-seed0": 12}
-    assert "dry run (max_steps=3): the claims are not asserted" in (tmp_path / "out.ipynb").read_text()
+    assert "dry run (max_steps=3): the claims are not asserted" in (tmp_path / "printed.txt").read_text()
 
 
 def test_a_bad_device_or_step_cap_fails_clearly(fails_cleanly, tmp_path):

@@ -48,11 +48,11 @@ def _dry_run(run_notebook, tmp_path, name, params):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, params", FAST, ids=[n for n, _ in FAST])
-def test_paper_profile_dry_run(run_notebook, tmp_path, name, params):
-    _dry_run(run_notebook, tmp_path, name, params)
+def test_paper_profile_dry_run(run_notebook_in_a_kernel, tmp_path, name, params):
+    _dry_run(run_notebook_in_a_kernel, tmp_path, name, params)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, params", SLOW, ids=[f"{n}-{p.get('archs', ['all'])[0]}" for n, p in SLOW])
-def test_paper_profile_dry_run_slow(run_notebook, tmp_path, name, params):
-    _dry_run(run_notebook, tmp_path, name, params)
+def test_paper_profile_dry_run_slow(run_notebook_in_a_kernel, tmp_path, name, params):
+    _dry_run(run_notebook_in_a_kernel, tmp_path, name, params)
