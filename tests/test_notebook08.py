@@ -51,7 +51,7 @@ def test_two_dry_runs_write_identical_results_record_the_cap_print_the_estimate_
     printed = (tmp_path / "a" / "printed.txt").read_text()
     assert "runs: 2 runs to train, 4 batches in all, on cpu, one after another; every run capped at 3 batches" in printed
     estimates = [line for line in printed.splitlines() if line.startswith("wall-clock: estimated")]
-    assert len(estimates) == 2 and "uncapped (48 batches in all)" in estimates[1]
+    assert len(estimates) == 2 and "uncapped (20 batches in all)" in estimates[1]
     assert all(re.fullmatch(r"wall-clock: (.*) in [0-9.,]+ s( \([^()]*\))?", line) for line in estimates)
     assert "dry run (max_steps=3): the claims are not asserted" in printed
 

@@ -246,10 +246,18 @@ def test_the_estimate_times_one_short_run_per_method(data, monkeypatch):
     cfgs = {(m, s): ParallelConfig(**{**TINY, "method": m, "steps": 100, "seed": s})
             for m in ("bprop", "dni") for s in (0, 1)}
     costs = partable.method_costs(cfgs, "mnist-5k", data, "cpu", warmup_steps=10)
-    assert calls == [("bprop", 10, 1, "cpu"), ("dni", 10, 1, "cpu")]  # seeds cost the same
+    assert calls == [("bprop", 10, 2, "cpu"), ("dni", 10, 2, "cpu")]  # seeds cost the same
     assert set(costs) == {"bprop", "dni"} and all(per_batch == 0.5 and fixed < 1 for fixed, per_batch in costs.values())
     out = partable.estimate_seconds(cfgs, costs)
     assert all(49.9 < v < 51 for v in out.values())  # 100 batches at 0.5 s, and the fixed cost (here ~0)
+
+    # run_all: a run that its method's warm-up trained whole is that warm-up, not trained again
+    for steps, trained in ((8, 4), (100, 6)):
+        calls.clear()
+        settings = {**PARALLEL_PROFILES["smoke"], "methods": ["bprop", "dni"], "steps": steps}
+        runs = partable.run_all(settings, data, [0, 1], progress=False, warmup_steps=10)
+        assert len(calls) == trained and [r.config.steps for r in runs.values()] == [steps] * 4
+        assert [(m, n) for m, n, _, _ in calls[:2]] == [("bprop", min(steps, 10)), ("dni", min(steps, 10))]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -4,7 +4,6 @@ notebook only), the claims and README rows."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import pandas as pd
@@ -32,7 +31,7 @@ from dni_utils.trainers.parallel import (
 #: better of DNI and cDNI, so 1.5 would be a coin toss.
 PARALLEL_PROFILES: dict[str, dict] = {
     "smoke": dict(
-        dataset="mnist-5k", methods=list(PARALLEL_METHODS), seeds=[0], stages=2, depth=4, width=64, batch_size=32, steps=24,
+        dataset="mnist-5k", methods=list(PARALLEL_METHODS), seeds=[0], stages=2, depth=4, width=64, batch_size=32, steps=10,
         lr=1e-3, synth_lr=1e-3, in_flight=2, staleness=2, snapshots=2, timeline_start=4, timeline_steps=4,
         error_points=1.0, assert_errors=False, assert_speed=False, speedup_target=1.5,
     ),
@@ -78,26 +77,31 @@ def configs(settings: dict, seeds: list[int], max_steps: int = 0) -> dict[Key, P
 
 
 def method_costs(
-    cfgs: dict[Key, ParallelConfig], dataset: str, data, device: str | torch.device = "cpu", warmup_steps: int = 10
+    cfgs: dict[Key, ParallelConfig], dataset: str, data, device: str | torch.device = "cpu", warmup_steps: int = 10,
+    warmups: dict[str, tuple[ParallelConfig, ParallelRun]] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Per method (seeds cost the same), the fixed seconds of a run and its seconds per batch, from
-    one run cut to ``warmup_steps`` batches with one snapshot: its stages' own clock (from the start
-    barrier) gives the seconds per batch, the rest of its wall-clock time is the fixed cost (starting
-    the processes, loading the data, evaluating a snapshot)."""
+    its first run cut to ``warmup_steps`` batches (``ParallelConfig.capped``): its stages' own clock
+    (from the start barrier) gives the seconds per batch, the rest of its wall-clock time is the
+    fixed cost (starting the processes, loading the data, evaluating the snapshots). warmups: if
+    given, filled with each method's warm-up config and run (a run that is no longer than the
+    warm-up is the warm-up: ``run_all`` keeps it instead of training it again)."""
     costs: dict[str, tuple[float, float]] = {}
     for cfg in cfgs.values():
         if cfg.method not in costs:
-            short = dataclasses.replace(cfg.capped(warmup_steps), snapshots=1).validate()
+            short = cfg.capped(warmup_steps).validate()
             start = time.perf_counter()
             run = train_parallel(short, dataset, data, device=device)
             total = time.perf_counter() - start
             costs[cfg.method] = (max(total - run.elapsed, 0.0), run.elapsed / short.steps)
+            if warmups is not None:
+                warmups[cfg.method] = (short, run)
     return costs
 
 
 def estimate_seconds(cfgs: dict[Key, ParallelConfig], costs: dict[str, tuple[float, float]]) -> dict[Key, float]:
     """Each run's estimated seconds: its method's fixed cost + its batches x the seconds per batch
-    (``method_costs``; the evaluations of the snapshots but one are not counted)."""
+    (``method_costs``; the evaluations of the snapshots beyond the warm-up's are not counted)."""
     return {key: costs[cfg.method][0] + costs[cfg.method][1] * cfg.steps for key, cfg in cfgs.items()}
 
 
@@ -110,7 +114,9 @@ def run_all(
     device: where the stages compute (``parallel.train_parallel``); max_steps: cut every run to at
     most that many batches (0: no cap; a dry run); estimate: first print the runs, their batches and
     the time they should take (in a dry run, uncapped too), from a timed run of each method cut to
-    ``warmup_steps`` batches (or ``max_steps``, if fewer).
+    ``warmup_steps`` batches (or ``max_steps``, if fewer). A run that the warm-up trained whole (a
+    dry run, or a run of at most ``warmup_steps`` batches) is not trained again: it is the same
+    config, so the same run but for its clock.
     """
     full = configs(settings, seeds)
     cfgs = configs(settings, seeds, max_steps)
@@ -119,9 +125,10 @@ def run_all(
     print(f"runs: {len(cfgs)} runs to train, {batches:,} batches in all, on {where.type}, one after another"
           + (f"; every run capped at {max_steps} batch{'es' if max_steps > 1 else ''} (whole pipeline steps of "
              f"{next(iter(cfgs.values())).in_flight} batches, at least one)" if max_steps else ""))
+    warmups: dict[str, tuple[ParallelConfig, ParallelRun]] = {}
     if estimate:
         warmup = min(warmup_steps, max_steps) if max_steps else warmup_steps
-        costs = method_costs(full, settings["dataset"], data, device, warmup)
+        costs = method_costs(full, settings["dataset"], data, device, warmup, warmups)
 
         def say(what: str, runs: dict[Key, ParallelConfig]) -> None:
             # one line, its seconds at the end only: the executed copy drops them (executed.WALL_CLOCK)
@@ -135,7 +142,8 @@ def run_all(
             say(f"the same {len(full)} runs uncapped ({sum(c.steps for c in full.values()):,} batches in all)", full)
     runs = {}
     for key, cfg in tqdm(cfgs.items(), desc="runs", disable=not progress):
-        runs[key] = train_parallel(cfg, settings["dataset"], data, device=device)
+        short, run = warmups.pop(cfg.method, (None, None))
+        runs[key] = run if short == cfg else train_parallel(cfg, settings["dataset"], data, device=device)
     return runs
 
 
