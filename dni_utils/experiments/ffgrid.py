@@ -4,9 +4,13 @@ qualitative claims (judged on the means, differences beyond the spread)."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 import pandas as pd
 
 from dni_utils.data.images import Dataset
+from dni_utils.experiments import verdicts
 from dni_utils.experiments.profiles import asserts, check_seeds, select_profile
 from dni_utils.experiments.stats import clearly_above, mean_sd, seed_summary
 from dni_utils.mechanism.models import ARCHS
@@ -198,3 +202,98 @@ def cosine_frame(runs: dict[Key, FFRun]) -> pd.DataFrame:
         for i, c in enumerate(h["grad_cosine"])
     ]
     return pd.DataFrame(rows)
+
+
+# The checks of ``claims`` / ``claims_by_arch`` in words (``verdicts.Check``), for notebooks 01 and 02.
+
+def _arch_settings(result: dict, arch: str) -> dict:
+    """The result's params with the per-architecture overrides of ``arch`` applied."""
+    params = result["params"]
+    return {**params, **params.get(arch, {})}
+
+
+def _cells(result: dict, arch: str, method: str) -> dict[int, dict]:
+    """``{depth: row}`` of the result's rows of ``method`` (a key of METHOD_LABELS) for ``arch``."""
+    pattern = re.compile(rf"{re.escape(ARCH_LABELS.get(arch, arch))}, (\d+) layers")
+    return {int(m.group(1)): r for s, r in verdicts.row_cells(result, METHOD_LABELS[method]).items()
+            if (m := pattern.fullmatch(s))}
+
+
+def _gaps(result: dict, arch: str, high: str, low: str) -> dict[int, float]:
+    """Per depth: mean error of ``high`` minus that of ``low`` (percentage points)."""
+    a, b = _cells(result, arch, high), _cells(result, arch, low)
+    return {d: a[d]["reproduced"] - b[d]["reproduced"] for d in sorted(a) if d in b}
+
+
+def _extreme_gap(high: str, low: str, largest: bool = True) -> Callable[[dict, dict], str | None]:
+    def measured(result: dict, groups: dict) -> str | None:
+        gaps = _gaps(result, groups["arch"], high, low)
+        if not gaps:
+            return None
+        depth = (max if largest else min)(gaps, key=gaps.get)
+        word = "largest" if largest else "smallest"
+        return f"{word} {METHOD_LABELS[high]} − {METHOD_LABELS[low]}: {gaps[depth]:+.2f} points ({depth} layers)"
+    return measured
+
+
+def _depth_trend(result: dict, groups: dict) -> str | None:
+    cells = _cells(result, groups["arch"], "nobprop")
+    if len(cells) < 2:
+        return None
+    lo, hi = min(cells), max(cells)
+    return f"{cells[lo]['reproduced']:.2f} at {lo} layers, {cells[hi]['reproduced']:.2f} at {hi}"
+
+
+#: The thresholds of ``claims``, in percentage points of test error.
+_THRESHOLDS = ("near_points", "nobprop_margin", "cdni_slack")
+
+
+def ff_checks(paper: dict[str, str]) -> dict[str, verdicts.Check]:
+    """The feed-forward table's checks in words, one pattern per (architecture, claim);
+    ``paper[arch]``: what the paper reports for that architecture's Bprop, DNI and cDNI."""
+    out: dict[str, verdicts.Check] = {}
+    for arch in ARCHS:
+        name = ARCH_LABELS.get(arch, arch)
+
+        def words(template: str, arch: str = arch, name: str = name) -> Callable[[dict, dict], str]:
+            def text(result: dict, groups: dict) -> str:
+                settings = _arch_settings(result, arch)
+                return template.format(arch=name, **{k: verdicts.points(settings[k]) for k in _THRESHOLDS})
+            return text
+
+        out.update({
+            f"(?P<arch>{arch}) dni_near_bprop": verdicts.Check(
+                words("DNI's mean test error at most {near_points} above Bprop's, at every depth ({arch})"),
+                _extreme_gap("dni", "bprop"), paper.get(arch)),
+            f"(?P<arch>{arch}) cdni_near_bprop": verdicts.Check(
+                words("cDNI's mean test error at most {near_points} above Bprop's, at every depth ({arch})"),
+                _extreme_gap("cdni", "bprop"), paper.get(arch)),
+            f"(?P<arch>{arch}) cdni_at_least_dni": verdicts.Check(
+                words("cDNI's mean test error at most {cdni_slack} above DNI's, at every depth ({arch})"),
+                _extreme_gap("cdni", "dni"), "cDNI at least as good as DNI"),
+            f"(?P<arch>{arch}) nobprop_far_worse": verdicts.Check(
+                words("No Bprop's mean test error at least {nobprop_margin} above Bprop's and beyond the "
+                      "seed spread, at every depth ({arch})"),
+                _extreme_gap("nobprop", "bprop", largest=False), "far worse"),
+            f"(?P<arch>{arch}) nobprop_worse_with_depth": verdicts.Check(
+                words("No Bprop's mean test error at the deepest network above that at the shallowest, beyond the "
+                      "seed spread ({arch})"),
+                _depth_trend, "worse the deeper the network"),
+        })
+    return out
+
+
+def ff_asserted(result: dict) -> list[str]:
+    """The checks of a feed-forward table's result that its profile asserts (``assert_claims``, or
+    ``params[arch]["assert_claims"]`` where an architecture overrides it)."""
+    params = result["params"]
+    out = []
+    for name in result["claims"]:
+        arch, claim = name.split(" ", 1)
+        if asserts(params.get(arch, {}).get("assert_claims", params["assert_claims"]), claim):
+            out.append(name)
+    return out
+
+
+#: The checks of ``claims`` that state the paper's claim: all of them, for every architecture.
+FF_MAIN = (r"(fcn|cnn) (dni_near_bprop|cdni_near_bprop|cdni_at_least_dni|nobprop_far_worse|nobprop_worse_with_depth)",)

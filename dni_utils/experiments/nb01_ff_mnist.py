@@ -4,6 +4,7 @@ feed-forward grid's (``dni_utils.experiments.ffgrid``), shared with notebook 02.
 
 from __future__ import annotations
 
+from dni_utils.experiments import ffgrid, verdicts
 from dni_utils.trainers.feedforward import METHODS
 
 
@@ -53,3 +54,18 @@ FF_MNIST_PROFILES: dict[str, dict] = {
         ),
     ),
 }
+
+#: The checks in words (``dni_utils.experiments.verdicts``): ``ffgrid.claims``, per architecture.
+#: The paper: about 2% test error for Bprop, DNI and cDNI on the MNIST FCN at its scale.
+CHECKS = ffgrid.ff_checks({"fcn": "≈2% error for Bprop, DNI and cDNI", "cnn": "DNI, cDNI ≈ Bprop"})
+
+#: The README's line for notebook 01.
+SUMMARY = verdicts.Summary(
+    claim="DNI and cDNI train every layer of an MNIST FCN and CNN, decoupled, about as well as Bprop; "
+          "No Bprop is far worse, and worse with depth.",
+    main=ffgrid.FF_MAIN,
+    key=(verdicts.KeyRow("Bprop", r"^FCN, 6 layers$", "Bprop"), verdicts.KeyRow("DNI", r"^FCN, 6 layers$", "DNI"),
+         verdicts.KeyRow("cDNI", r"^FCN, 6 layers$", "cDNI")),
+    where="FCN, 6 layers, test error (%)",
+    asserted=ffgrid.ff_asserted,
+)

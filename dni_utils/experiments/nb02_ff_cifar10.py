@@ -3,6 +3,7 @@ Its profile table; the grid, tables and claims are ``dni_utils.experiments.ffgri
 
 from __future__ import annotations
 
+from dni_utils.experiments import ffgrid, verdicts
 from dni_utils.trainers.feedforward import METHODS
 
 
@@ -43,3 +44,18 @@ FF_CIFAR10_PROFILES: dict[str, dict] = {
         ),
     ),
 }
+
+#: The checks in words (``dni_utils.experiments.verdicts``): ``ffgrid.claims``, per architecture.
+#: The paper's CIFAR-10 cells were not available to us: only that DNI and cDNI come close to Bprop.
+CHECKS = ffgrid.ff_checks({"fcn": "DNI, cDNI ≈ Bprop", "cnn": "DNI, cDNI ≈ Bprop"})
+
+#: The README's line for notebook 02.
+SUMMARY = verdicts.Summary(
+    claim="The same on CIFAR-10: DNI and cDNI about as good as Bprop in an FCN and a CNN; No Bprop far worse.",
+    main=ffgrid.FF_MAIN,
+    key=(verdicts.KeyRow("Bprop", r"^CNN, 3 layers$", "Bprop"), verdicts.KeyRow("DNI", r"^CNN, 3 layers$", "DNI"),
+         verdicts.KeyRow("cDNI", r"^CNN, 3 layers$", "cDNI")),
+    where="CNN, 3 layers, test error (%)",
+    paper="DNI, cDNI ≈ Bprop (the cells were not available to us)",
+    asserted=ffgrid.ff_asserted,
+)

@@ -15,6 +15,7 @@ import dataclasses
 import pandas as pd
 
 from dni_utils.data.images import Dataset
+from dni_utils.experiments import verdicts
 from dni_utils.experiments.ffgrid import cell_errors, check_methods, config_for
 from dni_utils.experiments.profiles import check_seeds
 from dni_utils.experiments.stats import clearly_above, mean_sd, seed_summary
@@ -137,6 +138,53 @@ def claims(
         best = min(decoupled, key=err.get)
         out["bprop_breaks_down"] = clearly_above(errs[("bprop", claim_p)], errs[best], breakdown_margin)
     return out
+
+
+
+def _error_at(result: dict, method: str, p: float) -> float | None:
+    """The mean final test error (%) of ``method`` (a label) at ``p_update`` = ``p``, from the rows."""
+    return verdicts.row_value(result, rf", p_update {p:g}$", method)
+
+
+def _breakdown(result: dict, groups: dict) -> str | None:
+    p = result["params"]["claim_p"]
+    bprop, dni, cdni = (_error_at(result, m, p) for m in ("Bprop", "DNI", "cDNI"))
+    best = min((e for e in (dni, cdni) if e is not None), default=None)
+    if bprop is None or best is None:
+        return None
+    return f"Bprop {bprop:.2f}%, the better of DNI and cDNI {best:.2f}%"
+
+
+#: The checks of ``claims`` in words (``dni_utils.experiments.verdicts``). ``max_error`` is the
+#: profile's bar for "still trains", not the paper's number beside it.
+CHECKS: dict[str, verdicts.Check] = {
+    "dni_trains_at_p": verdicts.Check(
+        "DNI's mean test error at p_update = {claim_p:g} at most {max_error:g}%",
+        lambda result, groups: f"{verdicts.fmt(_error_at(result, 'DNI', result['params']['claim_p']))}%",
+        "≈2% (DNI at p_update 0.2)"),
+    "cdni_trains_at_low_p": verdicts.Check(
+        "cDNI's mean test error at p_update = {cdni_p:g} at most {max_error:g}%",
+        lambda result, groups: f"{verdicts.fmt(_error_at(result, 'cDNI', result['params']['cdni_p']))}%",
+        "≈2%, more slowly (cDNI at p_update 0.05)"),
+    "bprop_breaks_down": verdicts.Check(
+        lambda result, groups: (
+            f"Bprop's mean test error at p_update = {result['params']['claim_p']:g} at least "
+            f"{verdicts.points(result['params']['breakdown_margin'])} above the better of DNI and cDNI there, "
+            f"beyond the seed spread"),
+        _breakdown, "Bprop breaks down"),
+}
+
+#: The README's line for notebook 03.
+SUMMARY = verdicts.Summary(
+    claim="With each layer updated at random (probability p_update), DNI still trains at 0.2 and cDNI at 0.05; "
+          "Bprop breaks down.",
+    main=("dni_trains_at_p", "cdni_trains_at_low_p", "bprop_breaks_down"),
+    key=(verdicts.KeyRow("DNI at 0.2", r", p_update 0\.2$", "DNI"),
+         verdicts.KeyRow("cDNI at 0.05", r", p_update 0\.05$", "cDNI"),
+         verdicts.KeyRow("Bprop at 0.2", r", p_update 0\.2$", "Bprop")),
+    where="FCN, 4 layers, test error (%)",
+    asserted=lambda result: result["params"]["asserted_claims"] if result["params"]["assert_claims"] else [],
+)
 
 
 def paper_rows(runs: dict[tuple[str, float, int], FFRun], depth: int) -> list[dict]:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import torch
 
 from dni_utils.data.images import Dataset
+from dni_utils.experiments import verdicts
 from dni_utils.tools.checkpoint import Checkpoint
 from dni_utils.trainers.feedforward import FFConfig, FFRun, train_ff
 from dni_utils.trainers.unlock import UnlockConfig, UnlockRun, train_unlock
@@ -66,6 +67,43 @@ def claims(run: UnlockRun, max_error: float, compose_slack: float, max_input_err
         "layers_compose": composed <= synthetic + compose_slack,
         "synthetic_inputs_match": all(e <= max_input_error for e in last["input_rel_error"]),
     }
+
+
+
+def _unlock_error(result: dict, method: str = "complete unlock") -> float | None:
+    return verdicts.row_value(result, r"", method)
+
+
+def _input_errors(result: dict, groups: dict) -> str | None:
+    last = result.get("runs", {}).get("complete_unlock", {}).get("history", [{}])[-1]
+    errors = last.get("input_rel_error")
+    return f"largest {max(errors):.3f} (layers 1 to {len(errors)})" if errors else None
+
+
+#: The checks of ``claims`` in words (``dni_utils.experiments.verdicts``).
+CHECKS: dict[str, verdicts.Check] = {
+    "unlock_learns": verdicts.Check(
+        "the composed network's test error at most {max_error:g}%",
+        lambda result, groups: f"{verdicts.fmt(_unlock_error(result))}%", "≈2%, more slowly"),
+    "layers_compose": verdicts.Check(
+        lambda result, groups: (
+            f"the composed network's test error at most {verdicts.points(result['params']['compose_slack'])} above "
+            f"the output layer's on its synthetic input (the path every layer trained on)"),
+        lambda result, groups: f"composed {verdicts.fmt(_unlock_error(result))}%, synthetic path "
+                               f"{verdicts.fmt(_unlock_error(result, 'complete unlock, synthetic path'))}%"),
+    "synthetic_inputs_match": verdicts.Check(
+        "every synthetic input's relative error (against the true input of its layer) at most {max_input_error:g}",
+        _input_errors),
+}
+
+#: The README's line for notebook 04.
+SUMMARY = verdicts.Summary(
+    claim="With a synthetic input and a synthetic gradient for every layer (complete unlock), the layers "
+          "train apart and still compose into a network that learns MNIST, more slowly.",
+    main=("unlock_learns", "layers_compose", "synthetic_inputs_match"),
+    key=(verdicts.KeyRow("complete unlock", r"", "complete unlock"), verdicts.KeyRow("Bprop", r"", "Bprop")),
+    where="FCN, 4 layers, test error (%)",
+)
 
 
 #: The intra-op threads of this process when this module was imported (torch's default: one per

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from dni_utils.data.tasks import TASK_LABELS, check_task
+from dni_utils.experiments import verdicts
 from dni_utils.experiments.profiles import asserts
 from dni_utils.experiments.stats import clearly_above, mean_sd, seed_summary
 from dni_utils.tools.runner import RunOptions, train_many
@@ -173,6 +174,97 @@ def claims(runs: dict[Key, RNNRun], margin: float) -> dict[str, bool]:
             out[f"{high}_beats_{low}_at_every_T"] = verdict
     out["curves_levelled"] = all(late_gain(run) <= 1 for (_, _, m, _), run in runs.items() if m in RNN_METHOD_LABELS)
     return out
+
+
+
+def _cells_ahead(result: dict, high: str, low: str, task: str | None) -> str | None:
+    """In how many (task, T) cells of the rows ``high``'s mean score is above ``low``'s by at least
+    the profile's ``margin`` and by more than the larger standard deviation (``stats.clearly_above``)."""
+    margin = result["params"]["margin"]
+    prefix = TASK_LABELS[task] + ", " if task else ""
+    a, b = verdicts.row_cells(result, LABELS[high]), verdicts.row_cells(result, LABELS[low])
+    pairs = [(a[s], b[s]) for s in a if s in b and s.startswith(prefix)]
+    if not pairs:
+        return None
+    ahead = sum(h["reproduced"] - lo["reproduced"] >= margin
+                and h["reproduced"] - lo["reproduced"] > max(h.get("spread") or 0, lo.get("spread") or 0)
+                for h, lo in pairs)
+    return f"ahead, beyond the spread, in {ahead} of {len(pairs)} (task, T) cells"
+
+
+def _paper_range(task: str, method: str) -> str:
+    values = [v for (k, m, _), v in PAPER_SCORES.items() if (k, m) == (task, method)]
+    return f"{min(values)}–{max(values)}"
+
+
+def _paper_lead(task: str | None) -> str:
+    tasks = [task] if task else ["copy", "repeat_copy"]
+    return "; ".join(f"{TASK_LABELS[k]}: DNI {_paper_range(k, 'dni')} against BPTT {_paper_range(k, 'bptt')}"
+                     for k in tasks)
+
+
+def _beyond(result: dict) -> str:
+    """How far ahead a method must be: beyond the seed spread, and by ``margin`` where it is not 0."""
+    margin = result["params"]["margin"]
+    return "by more than the larger seed spread" + (f" and by at least {margin:g}" if margin else "")
+
+
+def _where(groups: dict) -> str:
+    return f"on {TASK_LABELS[groups['task']]}" if groups.get("task") else "on both tasks"
+
+
+def _late_gains(result: dict, groups: dict) -> str | None:
+    gains = [g for key, g in result.get("late_gains", {}).items() if key.split("-")[2] in RNN_METHOD_LABELS]
+    return f"at most {max(gains)} more in the last quarter" if gains else None
+
+
+def _fit_gap(result: dict, groups: dict) -> str | None:
+    diagnosis = pd.DataFrame(result.get("diagnosis", []))
+    if diagnosis.empty:
+        return None
+    means = diagnosis.groupby("synth_lr")[["synthesizer cosine", "least-squares cosine"]].mean()
+    return "; ".join(f"synth_lr {lr:g}: synthesizer {r['synthesizer cosine']:.2f}, "
+                     f"linear fit {r['least-squares cosine']:.2f}" for lr, r in means.iterrows())
+
+
+def _beats(result: dict, groups: dict) -> str:
+    return (f"{LABELS[groups['method']]}'s mean longest length solved above BPTT's {_beyond(result)}, "
+            f"at every T {_where(groups)}")
+
+
+#: The checks of ``claims`` (and of the diagnosis, ``synthesizer_below_linear_fit``, which the
+#: notebook computes from ``nb05_rnn_copy_diagnosis.diagnose``'s table) in words
+#: (``dni_utils.experiments.verdicts``).
+CHECKS: dict[str, verdicts.Check] = {
+    r"(?P<method>dni)_beats_bptt_at_every_T(_on_(?P<task>copy|repeat_copy))?": verdicts.Check(
+        _beats, lambda result, groups: _cells_ahead(result, "dni", "bptt", groups.get("task")),
+        lambda result, groups: _paper_lead(groups.get("task"))),
+    r"(?P<method>dni_aux)_beats_bptt_at_every_T(_on_(?P<task>copy|repeat_copy))?": verdicts.Check(
+        _beats, lambda result, groups: _cells_ahead(result, "dni_aux", "bptt", groups.get("task")),
+        "not available to us (the paper: the auxiliary task helps DNI)"),
+    r"exact_gradient_beats_(?P<low>dni|exact_target)_at_every_T": verdicts.Check(
+        lambda result, groups: (
+            f"DNI with the exact boundary gradient (an upper bound) solves longer sequences than "
+            f"{LABELS[groups['low']]}, {_beyond(result)}, in every (task, T) cell"),
+        lambda result, groups: _cells_ahead(result, "exact_gradient", groups["low"], None)),
+    "curves_levelled": verdicts.Check(
+        "no run of BPTT, DNI or DNI + Aux solved more than one more length in the last quarter of its budget "
+        "(the curriculum had levelled off)", _late_gains),
+    "synthesizer_below_linear_fit": verdicts.Check(
+        "at every synthesizer learning rate of the diagnosis, the best linear map from the state to the true "
+        "boundary gradient has a higher cosine with it than the synthesizer's prediction (means over the probes)",
+        _fit_gap),
+}
+#: The README's line for notebook 05.
+SUMMARY = verdicts.Summary(
+    claim="At every truncation T, DNI (and DNI + Aux) solves longer Copy and Repeat Copy sequences than "
+          "truncated BPTT.",
+    main=(r"(dni|dni_aux)_beats_bptt_at_every_T_on_(copy|repeat_copy)",),
+    key=(verdicts.KeyRow("Copy: BPTT", r"^Copy, T=4$", "BPTT"), verdicts.KeyRow("DNI", r"^Copy, T=4$", "DNI"),
+         verdicts.KeyRow("Repeat Copy: BPTT", r"^Repeat Copy, T=4$", "BPTT"),
+         verdicts.KeyRow("DNI", r"^Repeat Copy, T=4$", "DNI")),
+    where="T=4, longest length solved",
+)
 
 
 def failed_asserted_claims(checks: dict[str, bool], assert_claims: bool | list[str]) -> list[str]:

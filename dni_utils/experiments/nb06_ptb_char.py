@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from dni_utils.data.text import TextCorpus
+from dni_utils.experiments import verdicts
 from dni_utils.experiments.stats import clearly_above, mean_sd, seed_summary
 from dni_utils.tools.runner import RunOptions, train_many
 from dni_utils.trainers.language_model import LMConfig, LMRun, train_lm
@@ -171,6 +172,54 @@ def claims(runs: dict[Key, LMRun], settings: dict) -> dict[str, bool]:
         out[f"dni_T{dni_t}_reaches_it_sooner_than_bptt_T{dni_t}"] = all(
             e["ratio"] is not None and (e["control_ratio"] is None or e["ratio"] > e["control_ratio"]) for e in eff)
     return out
+
+
+
+def _bpc(result: dict, groups: dict) -> str | None:
+    t = groups["t"]
+    mine = verdicts.key_row(result, verdicts.KeyRow("", rf", T={t}$", RNN_METHOD_LABELS[groups["method"]]))
+    bptt = verdicts.key_row(result, verdicts.KeyRow("", rf", T={t}$", "BPTT"))
+    if mine is None or bptt is None:
+        return None
+    return (f"{mine['reproduced']:.3f} ± {mine.get('spread') or 0:.3f} against BPTT's "
+            f"{bptt['reproduced']:.3f} ± {bptt.get('spread') or 0:.3f}")
+
+
+def _ratios(result: dict, key: str) -> str:
+    values = [e[key] for e in result.get("efficiency", [])]
+    return ", ".join("never" if v is None else f"{v:.2f}" for v in values)
+
+
+#: The checks of ``claims`` in words (``dni_utils.experiments.verdicts``). The ratio is how many
+#: times fewer characters a run needs than BPTT at the long T to reach BPTT's best validation BPC
+#: there; the control runs BPTT at DNI's short T, to tell DNI's gain from the shorter T's.
+CHECKS: dict[str, verdicts.Check] = {
+    r"(?P<method>dni|dni_aux)_beats_bptt_at_T(?P<t>\d+)": verdicts.Check(
+        lambda result, groups: (f"{RNN_METHOD_LABELS[groups['method']]}'s mean test BPC at T={groups['t']} "
+                                f"below BPTT's, beyond the seed spread (no margin)"),
+        _bpc, "lower BPC than BPTT at the same T"),
+    r"dni_T(?P<short>\d+)_reaches_bptt_T(?P<long>\d+)_in_fewer_characters": verdicts.Check(
+        "at every seed, DNI at T={short} reaches BPTT T={long}'s best validation BPC in fewer characters than "
+        "BPTT T={long} took (ratio above 1); BPTT at T={short} is not compared here "
+        "(dni_T{short}_reaches_it_sooner_than_bptt_T{short} compares it)",
+        lambda result, groups: f"ratio per seed {_ratios(result, 'ratio')}", "about 2 (twice as fast)"),
+    r"dni_T(?P<short>\d+)_reaches_it_sooner_than_bptt_T(?P=short)": verdicts.Check(
+        "at every seed, DNI at T={short} reaches that BPC in fewer characters than BPTT at the same T={short} "
+        "(the control: the gain must be DNI's, not the shorter truncation's)",
+        lambda result, groups: (f"ratio per seed: DNI {_ratios(result, 'ratio')}; BPTT T={groups['short']} "
+                                f"{_ratios(result, 'control_ratio')}")),
+}
+
+#: The README's line for notebook 06.
+SUMMARY = verdicts.Summary(
+    claim="DNI (and DNI + Aux) reaches a lower BPC than truncated BPTT at the same T; DNI at T=8 reaches "
+          "BPTT T=40's quality about twice as fast.",
+    main=(r"(dni|dni_aux)_beats_bptt_at_T\d+", r"dni_T\d+_reaches_bptt_T\d+_in_fewer_characters",
+          r"dni_T(\d+)_reaches_it_sooner_than_bptt_T\1"),
+    key=(verdicts.KeyRow("DNI T=8", r"T=8 vs BPTT T=40$", "DNI"),
+         verdicts.KeyRow("BPTT T=8 (control)", r"T=8 vs BPTT T=40$", "BPTT (control)")),
+    where="T=8 against BPTT T=40, how many times fewer characters to reach BPTT T=40's best validation BPC",
+)
 
 
 def paper_rows(runs: dict[Key, LMRun], settings: dict, dataset: str) -> list[dict]:

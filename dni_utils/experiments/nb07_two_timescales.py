@@ -3,8 +3,11 @@ learning curves, the table of ticks to target and final accuracy, the claims and
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 
+from dni_utils.experiments import verdicts
 from dni_utils.experiments.stats import clearly_above, mean_sd, seed_summary
 from dni_utils.tools.runner import RunOptions, train_many
 from dni_utils.trainers.recurrent import check_truncations
@@ -156,6 +159,83 @@ def claims(runs: dict[Key, TimescaleRun], settings: dict) -> dict[str, bool]:
             out[f"no_b_signal_far_worse_at_T{t}"] = clearly_above(bptt, _finals(runs, "none", t),
                                                                   settings["far_worse"])
     return out
+
+
+
+def _saved_ticks(result: dict, method: str, t: str) -> list[tuple[float, bool]]:
+    """``_ticks`` from a result file's saved runs: per seed, the ticks at which B first reached its
+    target at this T, or the budget plus one evaluation interval for a seed that never did; and
+    whether it did."""
+    target = result.get("targets", {}).get(t)
+    out = []
+    for key, run in sorted(result.get("runs", {}).items()):
+        if target is not None and key.rsplit("-", 2)[:2] == [method, f"T{t}"]:
+            reached = next((h["tick"] for h in run["history"] if h["acc_b"] >= target), None)
+            budget = run["config"]["ticks"] + run["config"]["eval_every"]
+            out.append((budget, False) if reached is None else (reached, True))
+    return out
+
+
+def _sooner(result: dict, groups: dict) -> str | None:
+    mine, bptt = _saved_ticks(result, groups["method"], groups["t"]), _saved_ticks(result, "bptt", groups["t"])
+    if not mine or not bptt:
+        return None
+    never = sum(not reached for _, reached in mine)
+    return (f"{mean_sd([x for x, _ in mine])[0]:.0f} ticks against BPTT's {mean_sd([x for x, _ in bptt])[0]:.0f}"
+            + (f" ({never} of {len(mine)} seeds never reached it)" if never else ""))
+
+
+def _final(result: dict, method: str, t: str) -> dict | None:
+    return verdicts.key_row(result, verdicts.KeyRow("", rf", T={t}$", TIMESCALE_LABELS[method], "B's final"))
+
+
+def _finals_against(low: str, method: str | None = None) -> Callable[[dict, dict], str | None]:
+    """B's final accuracy of ``method`` (or the check's own method) against that of ``low``, from the rows."""
+    def measured(result: dict, groups: dict) -> str | None:
+        mine, other = _final(result, method or groups["method"], groups["t"]), _final(result, low, groups["t"])
+        if mine is None or other is None:
+            return None
+        return (f"{mine['reproduced']:.2f} ± {mine['spread']:.2f} against "
+                f"{other['reproduced']:.2f} ± {other['spread']:.2f}")
+    return measured
+
+
+_SYNTHETIC = "|".join(SYNTHETIC)
+_WORDS = {**TIMESCALE_LABELS, "dni_state": "DNI with a synthesizer that reads A's state"}
+
+#: The checks of ``claims`` in words (``dni_utils.experiments.verdicts``). The task is ours (the
+#: paper's was not available to us), so the paper gives no number for any of them.
+CHECKS: dict[str, verdicts.Check] = {
+    rf"(?P<method>{_SYNTHETIC})_reaches_target_sooner_than_bptt_at_T(?P<t>\d+)": verdicts.Check(
+        lambda result, groups: (
+            f"{_WORDS[groups['method']]} reaches B's target ({result['params']['target_fraction']:g} of "
+            f"BPTT's final accuracy at T={groups['t']}) in fewer ticks than BPTT, mean over seeds and beyond the "
+            f"spread; a seed that never reaches it counts its budget plus one evaluation"),
+        _sooner, "faster training than BPTT (no number)"),
+    rf"(?P<method>{_SYNTHETIC})_within_margin_of_bptt_at_T(?P<t>\d+)": verdicts.Check(
+        lambda result, groups: (
+            f"{_WORDS[groups['method']]}: final B accuracy at T={groups['t']} at most "
+            f"{result['params']['margin']:g} below BPTT's (means over seeds)"),
+        _finals_against("bptt")),
+    r"dni_state_beats_dni_at_T(?P<t>\d+)": verdicts.Check(
+        "at T={t}, the synthesizer that reads A's state ends with a higher final B accuracy than the one that "
+        "reads the message only, beyond the seed spread",
+        _finals_against("dni", "dni_state")),
+    r"no_b_signal_far_worse_at_T(?P<t>\d+)": verdicts.Check(
+        "at T={t}, with no signal from B, B's final accuracy at least {far_worse:g} below BPTT's, beyond the "
+        "seed spread",
+        _finals_against("bptt", "none")),
+}
+
+#: The README's line for notebook 07.
+SUMMARY = verdicts.Summary(
+    claim="Two networks at two timescales (a task of ours): with a synthetic-gradient interface between them, "
+          "the system trains faster than with BPTT, to a similar accuracy.",
+    main=(r"(dni|cdni)_reaches_target_sooner_than_bptt_at_T\d+", r"(dni|cdni)_within_margin_of_bptt_at_T\d+"),
+    key=tuple(verdicts.KeyRow(m, r", T=4$", m, "ticks until") for m in ("BPTT", "DNI", "cDNI")),
+    where="T=4, ticks until B reaches its target (–: no seed reached it)",
+    paper="faster with DNI (no number; the paper's task was not available to us)",
+)
 
 
 def paper_rows(runs: dict[Key, TimescaleRun], settings: dict, dataset: str) -> list[dict]:
