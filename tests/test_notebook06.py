@@ -51,3 +51,19 @@ def test_a_dry_run_caps_every_run_records_the_cap_and_asserts_no_claim(run_noteb
     # 2 segments of 40 steps x 8 streams, validated once at the end
     assert all([h["chars"] for h in r["history"]] == [640] for r in result["runs"].values())
     assert "dry run (max_steps=2): the claims are not asserted" in (tmp_path / "printed.txt").read_text()
+
+
+@pytest.mark.parametrize("ratios, holds", [
+    ((2.5, 2.5), False),  # BPTT at the short T gains as much: the gain is the shorter T's, not DNI's
+    ((2.5, 1.2), True),
+    ((0.9, 0.5), False),  # beats the control but is slower than BPTT at the long T
+    ((2.0, None), True),  # the control never reached the BPC
+    ((None, 1.0), False),  # DNI never reached it
+])
+def test_the_data_efficiency_claim_holds_only_beyond_the_bptt_control(monkeypatch, ratios, holds):
+    from dni_utils.experiments import nb06_ptb_char as nb06
+
+    ratio, control = ratios
+    monkeypatch.setattr(nb06, "efficiency", lambda runs, pair: [{"ratio": 3.0, "control_ratio": 1.0},
+                                                                {"ratio": ratio, "control_ratio": control}])
+    assert nb06.claims({}, {"truncations": [], "pair": [8, 40]})["dni_T8_reaches_bptt_T40_in_fewer_characters"] is holds

@@ -121,8 +121,10 @@ def test_results_readme_writes_every_check_in_words_beside_its_threshold_and_fai
 
 def test_asserted_checks_are_marked():
     text = readme.results_table([_demo(params={"tol": 4.0, "assert_claims": ["a"]})])
-    assert "| `a` | a within 4 points | gap 0.5 | ≈2 | yes, asserted |" in text
+    assert "| `a` | a within 4 points | gap 0.5 | ≈2 | yes, asserted (named after the grid ran) |" in text
     assert "| `b` | b holds | – | – | yes |" in text
+    every = readme.results_table([_demo(params={"tol": 4.0, "assert_claims": True})])
+    assert "| `a` | a within 4 points | gap 0.5 | ≈2 | yes, asserted |" in every  # all asserted: none named
 
 
 def _blocks():

@@ -157,8 +157,9 @@ def claims(runs: dict[Key, LMRun], settings: dict) -> dict[str, bool]:
     """The paper's claims, judged on the test BPC (mean over seeds; the difference must exceed the
     spread over seeds): DNI (and DNI + Aux) beats BPTT at each T of ``truncations``
     (``dni_beats_bptt_at_T2``, ...); and DNI at ``pair[0]`` reaches BPTT at ``pair[1]``'s best
-    validation BPC in fewer characters, at every seed, and sooner than BPTT at ``pair[0]`` (the
-    control: is the gain DNI's, or the shorter T's?)."""
+    validation BPC in fewer characters, at every seed, and by more than BPTT at ``pair[0]`` does
+    (the control: a gain the shorter T gives BPTT too is not DNI's). The control alone is also
+    reported (``dni_T<pair[0]>_reaches_it_sooner_than_bptt_T<pair[0]>``)."""
     out = {}
     for method in ("dni", "dni_aux"):
         for t in settings["truncations"]:
@@ -167,10 +168,11 @@ def claims(runs: dict[Key, LMRun], settings: dict) -> dict[str, bool]:
     eff = efficiency(runs, settings["pair"])
     if eff:
         dni_t, bptt_t = settings["pair"]
-        out[f"dni_T{dni_t}_reaches_bptt_T{bptt_t}_in_fewer_characters"] = all(
-            e["ratio"] is not None and e["ratio"] > 1 for e in eff)
-        out[f"dni_T{dni_t}_reaches_it_sooner_than_bptt_T{dni_t}"] = all(
+        beats_control = all(
             e["ratio"] is not None and (e["control_ratio"] is None or e["ratio"] > e["control_ratio"]) for e in eff)
+        out[f"dni_T{dni_t}_reaches_bptt_T{bptt_t}_in_fewer_characters"] = beats_control and all(
+            e["ratio"] > 1 for e in eff)
+        out[f"dni_T{dni_t}_reaches_it_sooner_than_bptt_T{dni_t}"] = beats_control
     return out
 
 
@@ -200,8 +202,8 @@ CHECKS: dict[str, verdicts.Check] = {
         _bpc, "lower BPC than BPTT at the same T"),
     r"dni_T(?P<short>\d+)_reaches_bptt_T(?P<long>\d+)_in_fewer_characters": verdicts.Check(
         "at every seed, DNI at T={short} reaches BPTT T={long}'s best validation BPC in fewer characters than "
-        "BPTT T={long} took (ratio above 1); BPTT at T={short} is not compared here "
-        "(dni_T{short}_reaches_it_sooner_than_bptt_T{short} compares it)",
+        "BPTT T={long} took (ratio above 1), and in fewer than BPTT at T={short} took (its ratio above the "
+        "control's: a gain the shorter T gives BPTT too is not DNI's)",
         lambda result, groups: f"ratio per seed {_ratios(result, 'ratio')}", "about 2 (twice as fast)"),
     r"dni_T(?P<short>\d+)_reaches_it_sooner_than_bptt_T(?P=short)": verdicts.Check(
         "at every seed, DNI at T={short} reaches that BPC in fewer characters than BPTT at the same T={short} "

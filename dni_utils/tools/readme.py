@@ -168,7 +168,8 @@ def _checks_table(result: dict, module: ModuleType, names: list[str], asserted: 
         words, measured, paper = verdicts.describe(name, result, module.CHECKS)
         held = "yes" if result["claims"][name] else "**no**"
         if name in asserted:
-            held += ", asserted"
+            named = isinstance(result["params"].get("assert_claims"), list)
+            held += ", asserted (named after the grid ran)" if named else ", asserted"
         lines.append(f"| `{name}` | {_cell(words)} | {_cell(measured)} | {_cell(paper)} | {held} |")
     return lines
 
@@ -257,7 +258,10 @@ of numbers.
   did, **does not hold** when none did. The second table, where there is one, holds controls and
   diagnostics of ours; they are reported, and do not decide the verdict.
 - **held**: *asserted* marks the checks the profile asserts: the notebook fails when one of them
-  does not hold. The others are judged and reported, held or not.
+  does not hold. The others are judged and reported, held or not. *Named after the grid ran*: the
+  profile asserts a list of checks by name (the result file's `params.assert_claims`), chosen once
+  that profile's grid, or pilots of it, had run; such a check is a description of what the runs
+  showed, not a prediction made before them. A profile that asserts every check says `true` there.
 - **measured**: what the check was judged on, read from the result file; **paper**: the paper's
   number or words for the same comparison, where it gives one (– where it does not).
 - Numbers measured at a small profile or on reduced data are not the paper's numbers: read the
