@@ -121,10 +121,8 @@ def test_results_readme_writes_every_check_in_words_beside_its_threshold_and_fai
 
 def test_asserted_checks_are_marked():
     text = readme.results_table([_demo(params={"tol": 4.0, "assert_claims": ["a"]})])
-    assert "| `a` | a within 4 points | gap 0.5 | ≈2 | yes, asserted (named after the grid ran) |" in text
+    assert "| `a` | a within 4 points | gap 0.5 | ≈2 | yes, asserted |" in text
     assert "| `b` | b holds | – | – | yes |" in text
-    every = readme.results_table([_demo(params={"tol": 4.0, "assert_claims": True})])
-    assert "| `a` | a within 4 points | gap 0.5 | ≈2 | yes, asserted |" in every  # all asserted: none named
 
 
 def _blocks():
@@ -219,3 +217,20 @@ def test_index_and_summary_link_the_executed_copy_when_there_is_one(tmp_path):
 def test_a_notebook_without_an_experiment_module_is_an_error_that_says_what_it_needs():
     with pytest.raises(ValueError, match="no experiment module dni_utils.experiments.nb98_nothing: it holds SUMMARY"):
         REAL_EXPERIMENT("98_nothing")
+
+
+def test_checks_named_after_the_grid_ran_are_recorded_in_the_result_file_and_marked(tmp_path):
+    """notebook 06 names DNI + Aux's cpu checks after its grid ran (its SUMMARY): a cpu result records
+    them, a smoke result (no such names) does not, and the tables mark exactly those."""
+    from dni_utils.experiments import nb06_ptb_char
+
+    claims = {"dni_beats_bptt_at_T2": True, "dni_aux_beats_bptt_at_T2": True, "dni_aux_beats_bptt_at_T4": False}
+    base = dict(notebook="06_ptb_char", claims=claims,
+                params={"assert_claims": ["dni_beats_bptt_at_T2", "dni_aux_beats_bptt_at_T2"]})
+    cpu = json.loads(write_results(_result(profile="cpu", **base), tmp_path).read_text())
+    assert cpu["named_after_grid"] == ["dni_aux_beats_bptt_at_T2"]  # asserted and named after; T4 is not asserted
+    smoke = json.loads(write_results(_result(profile="smoke", **base), tmp_path).read_text())
+    assert "named_after_grid" not in smoke
+    assert verdicts.named_after_grid(cpu, nb06_ptb_char.SUMMARY) == {"dni_aux_beats_bptt_at_T2"}
+    table = readme.results_table([cpu])
+    assert table.count("asserted (named after the grid ran)") == 1 and table.count(", asserted |") == 1

@@ -68,4 +68,5 @@ SUMMARY = verdicts.Summary(
          verdicts.KeyRow("cDNI", r"^FCN, 6 layers$", "cDNI")),
     where="FCN, 6 layers, test error (%)",
     asserted=ffgrid.ff_asserted,
+    named_after_grid={"cpu": (r".*",)},  # the cpu list was set once the grid had shown what holds
 )

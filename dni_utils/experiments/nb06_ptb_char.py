@@ -221,6 +221,8 @@ SUMMARY = verdicts.Summary(
     key=(verdicts.KeyRow("DNI T=8", r"T=8 vs BPTT T=40$", "DNI"),
          verdicts.KeyRow("BPTT T=8 (control)", r"T=8 vs BPTT T=40$", "BPTT (control)")),
     where="T=8 against BPTT T=40, how many times fewer characters to reach BPTT T=40's best validation BPC",
+    # dni_beats_bptt_at_T2 was named before the cpu grid, from a one-seed pilot; DNI + Aux's after it
+    named_after_grid={"cpu": (r"dni_aux_beats_bptt_at_T\d+",)},
 )
 
 

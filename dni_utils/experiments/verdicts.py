@@ -69,7 +69,11 @@ class Summary:
     where: what the key rows are (e.g. "FCN, 6 layers, test error %");
     paper: what the paper reports for the key rows; None: the rows' own ``paper`` fields;
     note: a caveat the reader needs beside the verdict;
-    asserted: ``result -> names`` of the checks the profile asserts (default: ``assert_claims``).
+    asserted: ``result -> names`` of the checks the profile asserts (default: ``assert_claims``);
+    named_after_grid: per profile, patterns of the asserted checks that were named once that
+      profile's grid had run (a description of what the runs showed, not a prediction made before
+      them); the others were named beforehand, from pilots. ``write_results`` records them in the
+      result file (``named_after_grid``).
     """
 
     claim: str
@@ -79,6 +83,7 @@ class Summary:
     paper: str | None = None
     note: str | None = None
     asserted: Callable[[dict], Iterable[str]] | None = field(default=None, compare=False)
+    named_after_grid: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
 
 def match(name: str, checks: dict[str, Check]) -> tuple[Check, Fields] | None:
@@ -125,6 +130,16 @@ def asserted(result: dict, summary: Summary) -> set[str]:
         return set(summary.asserted(result))
     flag = result["params"].get("assert_claims", False)
     return {name for name in result["claims"] if asserts(flag, name)}
+
+
+def named_after_grid(result: dict, summary: Summary) -> set[str]:
+    """The asserted checks of ``result`` that were named after its profile's grid had run: as its
+    file records them (``named_after_grid``), or, in a file written before it recorded them, as
+    ``summary`` says for its profile."""
+    if "named_after_grid" in result:
+        return set(result["named_after_grid"])
+    patterns = summary.named_after_grid.get(result["profile"], ())
+    return {n for n in asserted(result, summary) if any(re.fullmatch(p, n) for p in patterns)}
 
 
 def key_row(result: dict, key: KeyRow) -> dict | None:

@@ -100,7 +100,8 @@ def _verdict_words(result: dict, summary: verdicts.Summary) -> str:
     word, held, judged = verdicts.verdict(result, summary)
     if word == verdicts.NOT_JUDGED:
         return word
-    return f"**{word}** ({held} of {judged})"
+    named = {n for n in verdicts.named_after_grid(result, summary) if verdicts.is_main(n, summary)}
+    return f"**{word}** ({held} of {judged}" + (f"; {len(named)} named after the grid ran" if named else "") + ")"
 
 
 def _key_numbers(result: dict, summary: verdicts.Summary) -> tuple[str, str]:
@@ -163,13 +164,13 @@ def summary_table(results: list[dict], root: Path | None = None) -> str:
 
 
 def _checks_table(result: dict, module: ModuleType, names: list[str], asserted: set[str]) -> list[str]:
+    named = verdicts.named_after_grid(result, module.SUMMARY)
     lines = ["| check | what it requires | measured | paper | held |", "|---|---|---|---|---|"]
     for name in names:
         words, measured, paper = verdicts.describe(name, result, module.CHECKS)
         held = "yes" if result["claims"][name] else "**no**"
         if name in asserted:
-            named = isinstance(result["params"].get("assert_claims"), list)
-            held += ", asserted (named after the grid ran)" if named else ", asserted"
+            held += ", asserted (named after the grid ran)" if name in named else ", asserted"
         lines.append(f"| `{name}` | {_cell(words)} | {_cell(measured)} | {_cell(paper)} | {held} |")
     return lines
 
@@ -259,9 +260,9 @@ of numbers.
   diagnostics of ours; they are reported, and do not decide the verdict.
 - **held**: *asserted* marks the checks the profile asserts: the notebook fails when one of them
   does not hold. The others are judged and reported, held or not. *Named after the grid ran*: the
-  profile asserts a list of checks by name (the result file's `params.assert_claims`), chosen once
-  that profile's grid, or pilots of it, had run; such a check is a description of what the runs
-  showed, not a prediction made before them. A profile that asserts every check says `true` there.
+  check was chosen for asserting once that profile's grid had run (the result file's
+  `named_after_grid`): it describes what the runs showed, it was not predicted before them. The
+  other asserted checks were named beforehand, from pilots, or are every check of the notebook.
 - **measured**: what the check was judged on, read from the result file; **paper**: the paper's
   number or words for the same comparison, where it gives one (– where it does not).
 - Numbers measured at a small profile or on reduced data are not the paper's numbers: read the

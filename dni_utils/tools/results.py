@@ -5,7 +5,8 @@ Schema (what the README table is generated from)::
     {"notebook": "01_ff_mnist", "title": ..., "profile": "cpu", "claim": ...,
      "claims": {"<name>": true|false, ...}, "params": {...}, "data": {...},
      "rows": [{"setting": ..., "method": ..., "metric": ..., "paper": ..., "reproduced": ...}],
-     "runs": {...}, "environment": {...}}
+     "runs": {...}, "environment": {...},
+     "named_after_grid": [...]}  # where the experiment module names any: asserted checks chosen after the grid ran
 
 No timings or absolute paths go in: the same seed, profile and machine give the same bytes.
 """
@@ -49,11 +50,34 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+def _named_after_grid(result: dict[str, Any]) -> list[str] | None:
+    """The asserted checks of ``result`` that its experiment module says were named after the
+    profile's grid had run (``verdicts.Summary.named_after_grid``); None when the module names none
+    for this profile (or ``result`` is of no notebook of the collection)."""
+    import importlib
+
+    from dni_utils.experiments import verdicts
+
+    try:
+        module = importlib.import_module(f"dni_utils.experiments.nb{result['notebook']}")
+    except ModuleNotFoundError:
+        return None
+    summary = getattr(module, "SUMMARY", None)
+    if summary is None or result["profile"] not in summary.named_after_grid:
+        return None
+    return sorted(verdicts.named_after_grid({k: v for k, v in result.items() if k != "named_after_grid"}, summary))
+
+
 def write_results(result: dict[str, Any], results_dir: str | Path) -> Path:
-    """Validate ``result`` and write ``<results_dir>/<notebook>.<profile>.json`` atomically."""
+    """Validate ``result`` and write ``<results_dir>/<notebook>.<profile>.json`` atomically, with
+    the checks that were named after the profile's grid had run (``named_after_grid``, where the
+    notebook's experiment module names any for the profile)."""
     missing = [k for k in REQUIRED_KEYS if k not in result]
     if missing:
         raise ValueError(f"result is missing keys {missing}: required are {REQUIRED_KEYS}")
+    named = _named_after_grid(result)
+    if named is not None:
+        result = {**result, "named_after_grid": named}
     out = Path(results_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{result['notebook']}.{result['profile']}.json"
