@@ -256,3 +256,12 @@ def test_progress_residue_is_dropped_and_other_lines_kept(text, expected):
     from dni_utils.tools.executed import _without_progress
 
     assert _without_progress(text) == expected
+
+
+def test_a_wall_clock_line_keeps_its_words_without_a_dangling_comma():
+    from dni_utils.tools.executed import _without_wall_clock
+
+    line = "wall-clock: estimated for the 4 runs, from a 10-step warm-up of each configuration on cpu, in 12 s (3 min)\n"
+    assert _without_wall_clock(line) == (
+        f"wall-clock: estimated for the 4 runs, from a 10-step warm-up of each configuration on cpu {WALL_CLOCK_NOTE}\n")
+    assert _without_wall_clock("wall-clock: 24 runs in 576 s\n") == f"wall-clock: 24 runs {WALL_CLOCK_NOTE}\n"

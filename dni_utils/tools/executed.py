@@ -152,7 +152,7 @@ def _without_wall_clock(text: str) -> str:
     def note(match: re.Match) -> str:
         if match.group(1).endswith(WALL_CLOCK_NOTE):  # cleaned already
             return match.group(0)
-        what = re.fullmatch(r"(.*) in [0-9.,]+ s( \([^()]*\))?", match.group(1))
+        what = re.fullmatch(r"(.*?)[,;:]? in [0-9.,]+ s( \([^()]*\))?", match.group(1))  # "..., in 9 s": no comma left
         return f"{WALL_CLOCK} {what.group(1) + ' ' if what else ''}{WALL_CLOCK_NOTE}"
 
     return re.sub(rf"^{re.escape(WALL_CLOCK)} ?(.*)$", note, text, flags=re.MULTILINE)
