@@ -193,3 +193,25 @@ def test_the_estimate_is_printed_before_the_runs_and_cleaned_from_executed_copie
     nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="\n".join(out) + "\n")]
     text = clean_notebook(nb).cells[0].outputs[0].text
     assert not re.search(r"in \d+ s", text) and "estimated for the 3 runs" in text
+
+
+def test_the_code_hash_of_a_checkpoint_covers_every_subpackage(tmp_path):
+    """A checkpoint of a run trained by older code must not be found: the key hashes every module of
+    the package, the trainers' and the mechanism's as much as the tools' own."""
+    from dni_utils.tools.checkpoint import PACKAGE
+
+    (tmp_path / "trainers").mkdir()
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "checkpoint.py").write_text("# tools\n")
+    trainer = tmp_path / "trainers" / "recurrent.py"
+    trainer.write_text("LR = 1\n")
+    before = source_hash(tmp_path)
+    trainer.write_text("LR = 2\n")
+    source_hash.cache_clear()  # (the package's hash is computed once a process: its files do not change under it)
+    changed = source_hash(tmp_path)
+    assert changed != before
+    trainer.rename(tmp_path / "trainers" / "other.py")  # the same bytes under another name: other code
+    source_hash.cache_clear()
+    assert source_hash(tmp_path) not in (before, changed, source_hash(tmp_path / "tools"))
+    assert (PACKAGE / "trainers" / "recurrent.py").exists() and (PACKAGE / "mechanism" / "interfaces.py").exists()
+    assert source_hash() == source_hash(PACKAGE)

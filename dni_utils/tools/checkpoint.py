@@ -33,12 +33,19 @@ import torch
 LOADED_FROM = "finished runs loaded from"
 
 
-@functools.lru_cache(maxsize=1)
-def source_hash() -> str:
-    """A hash of every source file of the package (what a checkpoint's results depend on)."""
+#: The package whose source a checkpoint's results depend on: every module of ``dni_utils``, its
+#: subpackages included (the trainers, the mechanism, the data), not only this folder's.
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+@functools.lru_cache(maxsize=4)
+def source_hash(root: Path = PACKAGE) -> str:
+    """A hash of every source file under ``root`` (default: the whole ``dni_utils`` package), by
+    path relative to it: what a checkpoint's results depend on, so that a change to any trainer or
+    mechanism makes the checkpoints of older code unreachable."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
