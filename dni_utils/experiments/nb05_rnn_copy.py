@@ -19,8 +19,10 @@ from dni_utils.trainers.recurrent import RNN_METHODS, train_copy_exact_gradient,
 #: budget; ``margin`` is how many more lengths DNI must solve than BPTT in every (task, T) cell
 #: (mean over seeds, and beyond the seed spread) for the claim to hold; ``assert_claims`` names the
 #: claims (``claims``, and the diagnosis's) the profile is large enough to assert: at cpu
-#: DNI's lead on Copy but not on Repeat Copy, where every method stays at lengths 1 to 2 within the
-#: budget (the README has the numbers). The paper's choices beside
+#: the curves' levelling, the diagnosis and the exact gradient's lead; not DNI's lead, which a fresh
+#: run of the profile shows on Copy at T = 2, 4 and 5 but not beyond the seed spread at T = 3, and
+#: not on Repeat Copy, where every method stays at lengths 1 to 2 within the budget (the README has
+#: the numbers). The paper's choices beside
 #: ours: 8-bit vectors (cpu: 4), 256 LSTM units (cpu: 64), threshold 0.15 bits per sequence (cpu:
 #: 0.5, over half as many bits), a linear synthesizer, and budgets of the order of 10^5 batches.
 #: ``synth_lr`` is 0.01 and ``synth_steps`` 2 at cpu: the synthesizer has to keep up with a core
@@ -38,8 +40,7 @@ RNN_COPY_PROFILES: dict[str, dict] = {
         batches=2000, hidden=64, width=4, max_repeats=2, batch_size=128, lr=3e-3, synth_lr=1e-2,
         synth_hidden_layers=0, synth_hidden=64, synth_steps=2, grad_scale=0.1, aux_weight=0.1, threshold=0.5,
         window=20, log_every=50, margin=0.0, diagnose_batches=1500,
-        assert_claims=["curves_levelled", "synthesizer_below_linear_fit", "dni_beats_bptt_at_every_T_on_copy",
-                       "exact_gradient_beats_dni_at_every_T"],
+        assert_claims=["curves_levelled", "synthesizer_below_linear_fit", "exact_gradient_beats_dni_at_every_T"],
     ),
     "paper": dict(
         tasks=["copy", "repeat_copy"], truncations=[2, 3, 4, 5, 8, 20, 40], methods=list(RNN_METHODS),
