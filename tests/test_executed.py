@@ -120,10 +120,7 @@ def test_the_command_line_cleans_into_a_folder_and_checks(executed, tmp_path, ca
 
 # Committed copies known not to be records of a run, each with why; strict, so a fixed copy fails
 # here until its entry goes.
-_KNOWN_UNFIT = {
-    "05_rnn_copy.ipynb": "executed/05_rnn_copy.ipynb loaded its 120 runs from a checkpoint (/work/main/build/ck05) "
-                         "instead of training them; it is to be re-run without checkpoint_dir",
-}
+_KNOWN_UNFIT: dict[str, str] = {}
 _COMMITTED = sorted((ROOT / "executed").rglob("*.ipynb"))
 
 
