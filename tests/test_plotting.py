@@ -106,3 +106,17 @@ def test_plain_log_ticks_on_x():
     fig.canvas.draw()
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert "0.1" in labels and not any("10^" in t or "times" in t for t in labels)
+
+
+def test_a_busy_figure_is_written_at_a_lower_resolution(tmp_path):
+    rng = np.random.default_rng(0)
+    fig, axes = plt.subplots(4, 3, figsize=(11, 11))
+    for ax in axes.flat:
+        for _ in range(2):
+            y = rng.normal(size=400).cumsum()
+            ax.fill_between(range(400), y - rng.uniform(0, 3, 400), y + rng.uniform(0, 3, 400), alpha=0.3)
+            ax.plot(y)
+    fig.savefig(tmp_path / "at_style_dpi.png")
+    assert (tmp_path / "at_style_dpi.png").stat().st_size > 300_000  # else the test tests nothing
+    png = savefig(fig, "busy", tmp_path, "smoke")[1]
+    assert png.stat().st_size <= 300_000

@@ -39,8 +39,14 @@ def set_style() -> None:
     )
 
 
+#: The largest PNG a figure may be; a busier one is written at a lower resolution.
+MAX_PNG_BYTES = 300_000
+
+
 def savefig(fig: plt.Figure, name: str, figures_dir: str | Path, profile: str) -> list[Path]:
-    """Write ``<figures_dir>/<name>.<profile>.pdf`` and ``.png``; each file appears whole or not at all."""
+    """Write ``<figures_dir>/<name>.<profile>.pdf`` and ``.png``; each file appears whole or not at all.
+    A PNG over ``MAX_PNG_BYTES`` at the style's resolution is written again at lower ones (down to
+    72 dpi) until it fits."""
     out = Path(figures_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -48,7 +54,11 @@ def savefig(fig: plt.Figure, name: str, figures_dir: str | Path, profile: str) -
         path = out / f"{name}.{profile}.{ext}"
         tmp = path.with_name(f".{path.name}.tmp")
         try:
+            dpi = plt.rcParams["savefig.dpi"]
             fig.savefig(tmp, format=ext, metadata=_METADATA[ext])
+            while ext == "png" and tmp.stat().st_size > MAX_PNG_BYTES and dpi > 72:
+                dpi = max(72, round(dpi * 0.8))
+                fig.savefig(tmp, format=ext, metadata=_METADATA[ext], dpi=dpi)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -95,7 +105,7 @@ METHOD_STYLES = {
     "Bprop, 1 worker": MethodStyle("backprop", "", "o"),
     "Bprop, all cores": MethodStyle("backprop, more workers", "", "h"),
     "GPipe": MethodStyle("pipeline", "", "o"),
-    "1F1B": MethodStyle("pipeline", _DASHED, "s"),
+    "1F1B": MethodStyle("pipeline", _DASHED, "X"),
     "No Bprop": MethodStyle("no signal", _DOTTED, "v"),
     "No B signal": MethodStyle("no signal", _DOTTED, "v"),
     "DNI": MethodStyle("DNI", "", "s"),
