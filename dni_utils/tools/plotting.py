@@ -111,7 +111,7 @@ METHOD_STYLES = {
     "DNI": MethodStyle("DNI", "", "s"),
     "DNI, synthesizer reads A's state": MethodStyle("DNI", _DASH_DOT, "P"),
     "cDNI": MethodStyle("cDNI", "", "D"),
-    "DNI + Aux": MethodStyle("DNI + Aux", "", "^"),
+    "DNI + Aux": MethodStyle("DNI + Aux", _DASHED, "^"),
     "complete unlock": MethodStyle("complete unlock", "", "*"),
     "complete unlock, synthetic path": MethodStyle("complete unlock", _DASHED, "p"),
     "DNI, exact gradient": MethodStyle("bound", _DASHED, "X"),
@@ -150,6 +150,13 @@ def method_handles(labels, markers: bool = False) -> list[Line2D]:
                    marker=s.marker if markers else None, label=lab) for lab, s in _styles(labels).items()]
 
 
+class _PlainLogFormatter(LogFormatter):
+    """matplotlib's choice of which log ticks to label, written as plain numbers (0.2, not 2e-01)."""
+
+    def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+        return f"{x:g}"
+
+
 def plain_log_axis(ax: plt.Axes, axis: str = "y") -> None:
     """Log scale on ``axis`` (x, y or both) with plain numbers (2, 5, 10, 20) instead of powers
     of ten; minor ticks are labelled only where the axis spans too few decades to have two
@@ -160,7 +167,7 @@ def plain_log_axis(ax: plt.Axes, axis: str = "y") -> None:
         getattr(ax, f"set_{name}scale")("log")
         which = getattr(ax, f"{name}axis")
         which.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        which.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1.2, 0.4)))
+        which.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1.2, 0.4)))
         ax.tick_params(axis=name, which="minor", labelsize="x-small")
 
 
@@ -188,4 +195,5 @@ def legend_outside(obj: plt.Axes | sns.FacetGrid, where: str = "right", **kws) -
 def takeaway(fig: plt.Figure, text: str) -> None:
     """A one-line title that says what the figure shows; where it states a number, the caller
     computes it from the run's results."""
-    fig.suptitle(text, fontsize="medium", y=1.02)
+    placed = fig.get_layout_engine() is not None  # a constrained layout makes room for it
+    fig.suptitle(text, fontsize="medium", **({} if placed else {"y": 1.02}))
