@@ -103,7 +103,7 @@ METHOD_STYLES = {
     "Bprop": MethodStyle("backprop", "", "o"),
     "BPTT": MethodStyle("backprop", "", "o"),
     "Bprop, 1 worker": MethodStyle("backprop", "", "o"),
-    "Bprop, all cores": MethodStyle("backprop, more workers", "", "h"),
+    "Bprop, all cores": MethodStyle("backprop, more workers", _DASHED, "h"),
     "GPipe": MethodStyle("pipeline", "", "o"),
     "1F1B": MethodStyle("pipeline", _DASHED, "X"),
     "No Bprop": MethodStyle("no signal", _DOTTED, "v"),
