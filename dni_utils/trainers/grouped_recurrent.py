@@ -52,6 +52,7 @@ from dni_utils.trainers.recurrent import (
     EXACT_BOUNDS, DivergenceError, ExactFutureGradient, LSTMCore, RNNConfig, RNNRun, StateSynthesizer, build,
     build_recurrent, summarize_episode,
 )
+from dni_utils.trainers.timescales import TimescaleConfig
 
 
 class GroupedLSTMCore(nn.Module):
@@ -278,12 +279,13 @@ def run_group_episode(
 # ---------------------------------------------------------------------------------------------
 # Which runs group, and the grouped train_copy.
 
-#: RNNConfig fields that may differ between the runs of one group.
+#: Config fields that may differ between the runs of one group (Copy, language model, two timescales).
 PER_RUN = ("seed",)
 
 
-def group_key(cfg: RNNConfig | LMConfig) -> str:
-    """What runs must share to train as one group (every Copy and language-model config can be grouped)."""
+def group_key(cfg: RNNConfig | LMConfig | TimescaleConfig) -> str:
+    """What runs must share to train as one group: every field but the seed (every Copy,
+    language-model and two-timescale config can be grouped; ``grouped_timescales`` uses it too)."""
     fields = asdict(cfg)
     for name in PER_RUN:
         fields.pop(name)
@@ -302,7 +304,7 @@ def check_group(cfgs: list[RNNConfig], exact: str | None = None) -> None:
         raise ValueError(f"the runs of a group may differ only in {PER_RUN}")
 
 
-def groups(cfgs: list[RNNConfig]) -> list[list[int]]:
+def groups(cfgs: list[RNNConfig] | list[LMConfig] | list[TimescaleConfig]) -> list[list[int]]:
     """The indices of ``cfgs`` in groups that can train together, in order of first appearance."""
     out: list[list[int]] = []
     by_key: dict[str, list[int]] = {}
