@@ -132,6 +132,22 @@ def test_a_diverging_run_is_named_by_its_seed(float64, monkeypatch):
         train_timescales_group(cfgs, _digits(), progress=False)
 
 
+def test_train_many_groups_timescale_runs_when_asked(capsys):
+    from dni_utils.tools.runner import RunOptions, train_many
+
+    cfgs = _configs("cdni", 2)[:2] + _configs("bptt", 2)[:1]
+    data = _digits()
+    assert not RunOptions(device="cpu", group_runs="auto").grouped(train_timescales)
+    assert RunOptions(device="cpu", group_runs="on").grouped(train_timescales)
+    off = train_many(cfgs, data, progress=False, train=train_timescales, options=RunOptions(device="cpu", estimate=False))
+    on = train_many(cfgs, data, progress=False, train=train_timescales,
+                    options=RunOptions(device="cpu", group_runs="on", estimate=False))
+    assert "in 2 groups of runs that differ only in their seed" in capsys.readouterr().out
+    for a, b in zip(off, on):
+        assert b.config == a.config
+        assert_nested_close(a.to_dict(), b.to_dict(), f"{a.config.method}, seed {a.config.seed}", rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_on_cuda_a_grouped_run_equals_the_ungrouped_run_of_the_same_seed(float64):
     from dni_utils.tools.device import use_device
