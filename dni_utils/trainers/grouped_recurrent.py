@@ -424,6 +424,29 @@ def char_losses(logits: torch.Tensor, episode: Episode, start: int) -> torch.Ten
     return F.cross_entropy(logits.reshape(t * b, r, v).permute(0, 2, 1), y, reduction="none").sum(0)
 
 
+def build_lm_group(
+    cfgs: list[LMConfig], n_vocab: int, device: torch.device,
+) -> tuple[GroupedLSTMCore, BackwardInterface, GroupedAdam, GroupedAdam | None, list[LSTMCore]]:
+    """The grouped core, interface and optimisers (the core's, the auxiliary head's or None) of
+    the runs ``cfgs``, each run's modules built from its seed as ``train_lm`` builds them, and
+    each run's own ``LSTMCore`` (for its evaluation), on ``device``."""
+    cfg, r, v = cfgs[0], len(cfgs), n_vocab
+    members = []
+    for c in cfgs:
+        torch.manual_seed(c.seed)
+        members.append(build_recurrent(v, v, c.method, c.hidden, c.lr, c.synth_lr, c.synth_hidden_layers,
+                                       c.synth_hidden, c.grad_scale, c.squash_cell))
+    core = GroupedLSTMCore([m[0] for m in members]).to(device)
+    interface = BackwardInterface(
+        GroupedStateSynthesizer([m[1].synthesizer for m in members]), lr=cfg.synth_lr, scale=cfg.grad_scale,
+        mode="off" if cfg.method == "bptt" else "dni", optimizer=lambda params: GroupedAdam(params, r, lr=cfg.synth_lr),
+        runs=r,
+    ).to(device)
+    optimizer = GroupedAdam([p for n, p in core.named_parameters() if not n.startswith("aux_head.")], r, lr=cfg.lr)
+    aux_optimizer = GroupedAdam(core.aux_head.parameters(), r, lr=cfg.lr) if core.aux_head is not None else None
+    return core, interface, optimizer, aux_optimizer, [m[0].to(device) for m in members]
+
+
 def train_lm_group(
     cfgs: list[LMConfig], corpus: TextCorpus, progress: bool = True, desc: str | None = None,
     device: torch.device | str | None = None,
@@ -441,20 +464,7 @@ def train_lm_group(
     cfg, r = cfgs[0], len(cfgs)
     device = torch.device(device or "cpu")
     v = corpus.n_vocab
-    members = []
-    for c in cfgs:  # each run's modules from its seed, as train_lm builds them
-        torch.manual_seed(c.seed)
-        members.append(build_recurrent(v, v, c.method, c.hidden, c.lr, c.synth_lr, c.synth_hidden_layers,
-                                       c.synth_hidden, c.grad_scale, c.squash_cell))
-    core = GroupedLSTMCore([m[0] for m in members]).to(device)
-    interface = BackwardInterface(
-        GroupedStateSynthesizer([m[1].synthesizer for m in members]), lr=cfg.synth_lr, scale=cfg.grad_scale,
-        mode="off" if cfg.method == "bptt" else "dni", optimizer=lambda params: GroupedAdam(params, r, lr=cfg.synth_lr),
-        runs=r,
-    ).to(device)
-    optimizer = GroupedAdam([p for n, p in core.named_parameters() if not n.startswith("aux_head.")], r, lr=cfg.lr)
-    aux_optimizer = GroupedAdam(core.aux_head.parameters(), r, lr=cfg.lr) if core.aux_head is not None else None
-    singles = [m[0].to(device) for m in members]  # for evaluation only
+    core, interface, optimizer, aux_optimizer, singles = build_lm_group(cfgs, v, device)
     streams = batchify(corpus.train, cfg.batch_size).to(device)  # (L, B)
     if cfg.eval_streams * 2 > min(corpus.valid.numel(), corpus.test.numel()):
         raise ValueError(f"eval_streams={cfg.eval_streams} is too many for a validation text of {corpus.valid.numel()} "
@@ -518,6 +528,6 @@ def train_lm_group(
 
 
 __all__ = [
-    "char_losses", "train_lm_group", "GroupedCopyTrainer", "GroupedLSTMCore", "GroupedStateSynthesizer", "check_group", "group_key", "groups",
+    "build_lm_group", "char_losses", "train_lm_group", "GroupedCopyTrainer", "GroupedLSTMCore", "GroupedStateSynthesizer", "check_group", "group_key", "groups",
     "run_group_episode", "stack_episodes", "train_copy_group",
 ]
