@@ -231,9 +231,10 @@ def train_timescales_group(
 ) -> list[TimescaleRun]:
     """Train the runs ``cfgs`` (one configuration, their seeds aside) as one grouped system on
     ``data``; returns one ``TimescaleRun`` per config, each what ``timescales.train_timescales``
-    gives for it to float tolerance. The training losses stay on the device until the next
-    evaluation and are read there at once, as ``train_timescales`` reads them; raises
-    ``DivergenceError`` there if one of a run's became non-finite, naming its seed and window."""
+    gives for it to float tolerance. The training losses of every run stay on the device until the
+    next evaluation and are read there in one host read, as ``train_timescales`` reads one run's
+    (then each run's ``evaluate`` reads its two accuracies, as there); raises ``DivergenceError``
+    there if one of a run's losses became non-finite, naming its seed and window."""
     cfgs = list(cfgs)
     check_group(cfgs)
     device = torch.device(device or "cpu")
