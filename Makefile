@@ -4,7 +4,7 @@
 #                CIFAR10=cifar10-jpeg runs notebook 02 on the JPEG-folder copy of CIFAR-10
 # make dryrun    the paper-profile dry runs: one step of every paper-size configuration of every notebook
 # make bench     time Bprop / DNI / cDNI training steps (DEVICE=cpu|cuda|auto), the cost of per-step host reads, the Copy loop,
-#                and grouped feed-forward and Copy runs against runs one after another
+#                and grouped feed-forward, Copy, language-model and two-timescale runs against runs one after another
 # make readme    regenerate README.md's generated tables and results/README.md from results/ and notebooks/
 # make exercises generate each course exercise notebook from its solution (notebooks/course/)
 # make lab       open JupyterLab on the notebooks with the project's kernel

@@ -168,13 +168,13 @@ def test_train_many_groups_runs_by_seed_and_returns_them_in_order(data64, capsys
 
 def test_group_runs_is_checked_and_auto_groups_on_cuda_only():
     from dni_utils.tools.runner import RunOptions
-    from dni_utils.trainers.timescales import train_timescales
+    from dni_utils.trainers.unlock import train_unlock
 
     with pytest.raises(ValueError, match=r"group_runs='sometimes' is unknown: expected one of \('auto', 'on', 'off'\)"):
         RunOptions(device="cpu", group_runs="sometimes")
     assert not RunOptions(device="cpu", group_runs="auto").grouped()
     assert RunOptions(device="cpu", group_runs="on").grouped()
-    assert not RunOptions(device="cpu", group_runs="on").grouped(train_timescales)  # no grouped version
+    assert not RunOptions(device="cpu", group_runs="on").grouped(train_unlock)  # no grouped version
     assert RunOptions(device="cpu", group_runs="auto").grouped(device=torch.device("cuda"))
 
 

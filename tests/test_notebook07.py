@@ -23,6 +23,17 @@ def test_two_smoke_runs_with_the_same_seeds_write_identical_results(same_results
         "07_two_timescales_updates.smoke.pdf", "07_two_timescales_updates.smoke.png"]
 
 
+def test_grouped_runs_are_recorded_as_such(run_notebook, tmp_path):
+    # two seeds of one (method, T) cell train as one group (the numbers of a grouped run are compared
+    # with its ungrouped run's in tests/test_grouped_timescales.py)
+    params = dict(methods=["cdni"], periods=[4], seeds=[0, 1], workers=1)
+    result = json.loads(run_notebook(NB07, tmp_path, group_runs="on", **params).read_text())
+    assert result["params"]["group_runs"] == "on"
+    assert "2 runs to train, 24 training steps in all, on cpu with 1 process in 1 groups of runs that differ only in " \
+           "their seed" in (tmp_path / "out.ipynb").read_text()
+    assert sorted(result["runs"]) == ["cdni-T4-seed0", "cdni-T4-seed1"]
+
+
 @pytest.mark.parametrize(
     "params, message",
     [
@@ -30,6 +41,7 @@ def test_two_smoke_runs_with_the_same_seeds_write_identical_results(same_results
         (dict(methods=["bptt", "rtrl"]), "methods=['bptt', 'rtrl'] is invalid"),
         (dict(periods=[0]), "periods=[0] is invalid"),
         (dict(periods=[5]), "ticks=48 is invalid: expected a multiple of the period T=5"),
+        (dict(group_runs="maybe"), "group_runs='maybe' is unknown: expected one of ('auto', 'on', 'off')"),
     ],
 )
 def test_bad_parameters_fail_clearly_and_leave_nothing_behind(fails_cleanly, tmp_path, params, message):

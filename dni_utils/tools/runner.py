@@ -21,10 +21,12 @@ Every config class a grid trains provides ``train_steps()`` (how many training s
 takes) and ``capped(n)`` (the same run cut to at most ``n`` steps, logging at its end).
 
 Grouped runs (``RunOptions.group_runs``): feed-forward runs (``train_ff``), Copy / Repeat Copy
-runs (``train_copy`` and its exact bounds) and language-model runs (``train_lm``) that differ only
-in their seed can train as ONE model with the runs stacked in every tensor
-(``trainers.grouped.train_ff_group``, ``trainers.grouped_recurrent.train_copy_group`` and
-``train_lm_group``; ``GROUPED`` maps each training function to its grouped one), which removes the per-run host overhead that bounds a small network's step on a
+runs (``train_copy`` and its exact bounds), language-model runs (``train_lm``) and two-timescale
+runs (``train_timescales``) that differ only in their seed can train as ONE model with the runs
+stacked in every tensor (``trainers.grouped.train_ff_group``,
+``trainers.grouped_recurrent.train_copy_group`` and ``train_lm_group``,
+``trainers.grouped_timescales.train_timescales_group``; ``GROUPED`` maps each training function to
+its grouped one), which removes the per-run host overhead that bounds a small network's step on a
 GPU. ``auto`` groups on CUDA and not on the CPU, where the committed results were made one run at
 a time (a grouped run equals its ungrouped run to float tolerance, not bit for bit) and where the
 2-core measurement of ``make bench`` found no gain for feed-forward runs (Copy runs gain there
@@ -52,10 +54,11 @@ from tqdm import tqdm
 from dni_utils.tools.checkpoint import LOADED_FROM, Checkpoint, run_key
 from dni_utils.tools.clock import WALL_CLOCK
 from dni_utils.tools.device import resolve_device, timer, use_device
-from dni_utils.trainers import grouped, grouped_recurrent
+from dni_utils.trainers import grouped, grouped_recurrent, grouped_timescales
 from dni_utils.trainers.feedforward import train_ff
 from dni_utils.trainers.language_model import train_lm
 from dni_utils.trainers.recurrent import train_copy, train_copy_exact_gradient, train_copy_exact_target
+from dni_utils.trainers.timescales import train_timescales
 
 #: Values of ``RunOptions.group_runs`` (and the notebooks' ``group_runs`` parameter).
 GROUP_RUNS = ("auto", "on", "off")
@@ -72,6 +75,7 @@ GROUPED: dict[Train, tuple[Callable[..., list[Any]], Callable[[list[Any]], list[
     train_copy_exact_gradient: (partial(grouped_recurrent.train_copy_group, exact="gradient"), grouped_recurrent.groups),
     train_copy_exact_target: (partial(grouped_recurrent.train_copy_group, exact="target"), grouped_recurrent.groups),
     train_lm: (grouped_recurrent.train_lm_group, grouped_recurrent.groups),
+    train_timescales: (grouped_timescales.train_timescales_group, grouped_recurrent.groups),
 }
 
 

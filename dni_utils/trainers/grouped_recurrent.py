@@ -52,6 +52,7 @@ from dni_utils.trainers.recurrent import (
     EXACT_BOUNDS, DivergenceError, ExactFutureGradient, LSTMCore, RNNConfig, RNNRun, StateSynthesizer, build,
     build_recurrent, summarize_episode,
 )
+from dni_utils.trainers.timescales import TimescaleConfig
 
 
 class GroupedLSTMCore(nn.Module):
@@ -278,12 +279,13 @@ def run_group_episode(
 # ---------------------------------------------------------------------------------------------
 # Which runs group, and the grouped train_copy.
 
-#: RNNConfig fields that may differ between the runs of one group.
+#: Config fields that may differ between the runs of one group (Copy, language model, two timescales).
 PER_RUN = ("seed",)
 
 
-def group_key(cfg: RNNConfig | LMConfig) -> str:
-    """What runs must share to train as one group (every Copy and language-model config can be grouped)."""
+def group_key(cfg: RNNConfig | LMConfig | TimescaleConfig) -> str:
+    """What runs must share to train as one group: every field but the seed (every Copy,
+    language-model and two-timescale config can be grouped; ``grouped_timescales`` uses it too)."""
     fields = asdict(cfg)
     for name in PER_RUN:
         fields.pop(name)
@@ -302,7 +304,7 @@ def check_group(cfgs: list[RNNConfig], exact: str | None = None) -> None:
         raise ValueError(f"the runs of a group may differ only in {PER_RUN}")
 
 
-def groups(cfgs: list[RNNConfig]) -> list[list[int]]:
+def groups(cfgs: list[RNNConfig] | list[LMConfig] | list[TimescaleConfig]) -> list[list[int]]:
     """The indices of ``cfgs`` in groups that can train together, in order of first appearance."""
     out: list[list[int]] = []
     by_key: dict[str, list[int]] = {}
@@ -422,6 +424,29 @@ def char_losses(logits: torch.Tensor, episode: Episode, start: int) -> torch.Ten
     return F.cross_entropy(logits.reshape(t * b, r, v).permute(0, 2, 1), y, reduction="none").sum(0)
 
 
+def build_lm_group(
+    cfgs: list[LMConfig], n_vocab: int, device: torch.device,
+) -> tuple[GroupedLSTMCore, BackwardInterface, GroupedAdam, GroupedAdam | None, list[LSTMCore]]:
+    """The grouped core, interface and optimisers (the core's, the auxiliary head's or None) of
+    the runs ``cfgs``, each run's modules built from its seed as ``train_lm`` builds them, and
+    each run's own ``LSTMCore`` (for its evaluation), on ``device``."""
+    cfg, r, v = cfgs[0], len(cfgs), n_vocab
+    members = []
+    for c in cfgs:
+        torch.manual_seed(c.seed)
+        members.append(build_recurrent(v, v, c.method, c.hidden, c.lr, c.synth_lr, c.synth_hidden_layers,
+                                       c.synth_hidden, c.grad_scale, c.squash_cell))
+    core = GroupedLSTMCore([m[0] for m in members]).to(device)
+    interface = BackwardInterface(
+        GroupedStateSynthesizer([m[1].synthesizer for m in members]), lr=cfg.synth_lr, scale=cfg.grad_scale,
+        mode="off" if cfg.method == "bptt" else "dni", optimizer=lambda params: GroupedAdam(params, r, lr=cfg.synth_lr),
+        runs=r,
+    ).to(device)
+    optimizer = GroupedAdam([p for n, p in core.named_parameters() if not n.startswith("aux_head.")], r, lr=cfg.lr)
+    aux_optimizer = GroupedAdam(core.aux_head.parameters(), r, lr=cfg.lr) if core.aux_head is not None else None
+    return core, interface, optimizer, aux_optimizer, [m[0].to(device) for m in members]
+
+
 def train_lm_group(
     cfgs: list[LMConfig], corpus: TextCorpus, progress: bool = True, desc: str | None = None,
     device: torch.device | str | None = None,
@@ -439,20 +464,7 @@ def train_lm_group(
     cfg, r = cfgs[0], len(cfgs)
     device = torch.device(device or "cpu")
     v = corpus.n_vocab
-    members = []
-    for c in cfgs:  # each run's modules from its seed, as train_lm builds them
-        torch.manual_seed(c.seed)
-        members.append(build_recurrent(v, v, c.method, c.hidden, c.lr, c.synth_lr, c.synth_hidden_layers,
-                                       c.synth_hidden, c.grad_scale, c.squash_cell))
-    core = GroupedLSTMCore([m[0] for m in members]).to(device)
-    interface = BackwardInterface(
-        GroupedStateSynthesizer([m[1].synthesizer for m in members]), lr=cfg.synth_lr, scale=cfg.grad_scale,
-        mode="off" if cfg.method == "bptt" else "dni", optimizer=lambda params: GroupedAdam(params, r, lr=cfg.synth_lr),
-        runs=r,
-    ).to(device)
-    optimizer = GroupedAdam([p for n, p in core.named_parameters() if not n.startswith("aux_head.")], r, lr=cfg.lr)
-    aux_optimizer = GroupedAdam(core.aux_head.parameters(), r, lr=cfg.lr) if core.aux_head is not None else None
-    singles = [m[0].to(device) for m in members]  # for evaluation only
+    core, interface, optimizer, aux_optimizer, singles = build_lm_group(cfgs, v, device)
     streams = batchify(corpus.train, cfg.batch_size).to(device)  # (L, B)
     if cfg.eval_streams * 2 > min(corpus.valid.numel(), corpus.test.numel()):
         raise ValueError(f"eval_streams={cfg.eval_streams} is too many for a validation text of {corpus.valid.numel()} "
@@ -516,6 +528,6 @@ def train_lm_group(
 
 
 __all__ = [
-    "char_losses", "train_lm_group", "GroupedCopyTrainer", "GroupedLSTMCore", "GroupedStateSynthesizer", "check_group", "group_key", "groups",
+    "build_lm_group", "char_losses", "train_lm_group", "GroupedCopyTrainer", "GroupedLSTMCore", "GroupedStateSynthesizer", "check_group", "group_key", "groups",
     "run_group_episode", "stack_episodes", "train_copy_group",
 ]

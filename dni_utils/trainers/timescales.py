@@ -284,10 +284,14 @@ class DigitStream:
         self.images, self.labels, self.batch = images, labels, batch
         self.generator = torch.Generator().manual_seed(seed)
 
+    def draw(self, ticks: int) -> torch.Tensor:
+        """The next window's digit indices, (ticks, B), on the host (a group of runs stacks its
+        runs' draws and reads the images once, ``grouped_timescales``)."""
+        return torch.randint(self.labels.numel(), (ticks, self.batch), generator=self.generator)
+
     def window(self, ticks: int) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (ticks, B, *image), digits: (ticks, B), on the images' device (the draw is on the host)."""
-        idx = torch.randint(self.labels.numel(), (ticks, self.batch), generator=self.generator)
-        idx = idx.to(self.labels.device, non_blocking=True)  # no stream synchronisation on CUDA
+        idx = self.draw(ticks).to(self.labels.device, non_blocking=True)  # no stream synchronisation on CUDA
         return self.images[idx], self.labels[idx]
 
 
