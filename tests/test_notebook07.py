@@ -30,7 +30,7 @@ def test_grouped_runs_are_recorded_as_such(run_notebook, tmp_path):
     result = json.loads(run_notebook(NB07, tmp_path, group_runs="on", **params).read_text())
     assert result["params"]["group_runs"] == "on"
     assert "2 runs to train, 24 training steps in all, on cpu with 1 process in 1 groups of runs that differ only in " \
-           "their seed" in (tmp_path / "out.ipynb").read_text()
+           "their seed" in (tmp_path / "printed.txt").read_text()
     assert sorted(result["runs"]) == ["cdni-T4-seed0", "cdni-T4-seed1"]
 
 

@@ -10,7 +10,7 @@ from torch import nn
 from dni_utils.mechanism.interfaces import BackwardInterface
 from dni_utils.mechanism.synthesizers import MLPSynthesizer
 from dni_utils.trainers.timescales import (
-    SYNTHETIC, TIMESCALE_METHODS, TimescaleConfig, TimescaleData, TimescaleSystem, build_system, evaluate, own_labels, train_timescales,
+    SYNTHETIC, TIMESCALE_METHODS, TimescaleConfig, TimescaleData, TimescaleSystem, build_system, evaluate, own_labels, synthesizer_context, train_timescales,
     train_window, window_labels,
 )
 
@@ -66,7 +66,7 @@ class TickA(StatelessA):
 
 
 def _context_features(method, a):
-    return {"cdni": 10, "dni_state": getattr(a, "hidden", 0)}.get(method, 0)
+    return {"cdni": 10, "cdni_own": 2, "dni_state": getattr(a, "hidden", 0)}.get(method, 0)
 
 
 def _system(a, b, method, synth=None, period=2, scale=1.0):
@@ -192,6 +192,24 @@ def test_cdni_gives_the_synthesizer_the_digit_as_context():
     x, digits = _window(2)
     train_window(_system(StatelessA(5), RecordingB(2), "cdni", synth=Spy()), x, digits)
     assert [c.argmax(1).tolist() for c in seen[:2]] == digits.tolist()
+
+
+def test_cdni_own_gives_the_synthesizer_a_label_without_b_target():
+    """cdni_own's context is A's own label (the parity): two digits of the same parity, one large
+    and one not, give the same context, so the context cannot tell B's target."""
+    seen = []
+
+    class Spy(nn.Module):
+        def forward(self, trigger, context=None):
+            seen.append(context)
+            return torch.zeros_like(trigger)
+
+    x, digits = _window(2)
+    train_window(_system(StatelessA(5), RecordingB(2), "cdni_own", synth=Spy()), x, digits)
+    assert [c.shape[1] for c in seen[:2]] == [2, 2]
+    assert [c.argmax(1).tolist() for c in seen[:2]] == (digits % 2).tolist()
+    one = synthesizer_context("cdni_own", torch.tensor([1, 7]), torch.tensor([1, 7]) % 2, lambda: torch.zeros(2, 1))
+    assert torch.equal(one[0], one[1]), "1 (small) and 7 (large), both odd, must give the same context"
 
 
 def test_update_schedule_of_a_run_and_determinism():

@@ -111,6 +111,7 @@ METHOD_STYLES = {
     "DNI": MethodStyle("DNI", "", "s"),
     "DNI, synthesizer reads A's state": MethodStyle("DNI", _DASH_DOT, "P"),
     "cDNI": MethodStyle("cDNI", "", "D"),
+    "cDNI, A's own label": MethodStyle("cDNI", _DASHED, "d"),
     "DNI + Aux": MethodStyle("DNI + Aux", _DASHED, "^"),
     "complete unlock": MethodStyle("complete unlock", "", "*"),
     "complete unlock, synthetic path": MethodStyle("complete unlock", _DASHED, "p"),

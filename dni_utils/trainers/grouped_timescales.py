@@ -15,11 +15,12 @@ serve the edge A -> B unchanged:
 - ``GroupedNetworkA`` (encoder Linear + ReLU, the cell, A's own head and its message read-out) and
   ``GroupedNetworkB`` (the cell, the head), from ``grouped.group_layers`` and ``GroupedLinear``;
 - the synthesizer is ``grouped.group_synthesizers`` of the runs' ``MLPSynthesizer``: with cDNI's
-  context, the one-hot digit ``(B, R, 10)``, with ``dni_state``'s, A's hidden state ``(B, R, H)``;
+  context (``timescales.synthesizer_context``), the one-hot digit ``(B, R, 10)``, with ``cdni_own``'s
+  the one-hot own-task label ``(B, R, 2)``, with ``dni_state``'s, A's hidden state ``(B, R, H)``;
 - A's own loss at each tick, B's loss and the synthesizer's losses are computed per run, ``(R,)``,
   and their SUM is back-propagated, so each run's parameters receive exactly their own gradient.
 
-Every method of ``TIMESCALE_METHODS`` groups: ``bptt``, ``dni``, ``dni_state``, ``cdni`` and
+Every method of ``TIMESCALE_METHODS`` groups: ``bptt``, ``dni``, ``dni_state``, ``cdni``, ``cdni_own`` and
 ``none``. Each run's modules are built by ``timescales.build_system`` from its seed and copied in,
 each run draws its windows from its own ``DigitStream(seed=seed + 1)`` and carries its own states;
 the test stream is the one every run shares. So a grouped run equals the ungrouped
@@ -44,8 +45,8 @@ from dni_utils.trainers.grouped import GroupedAdam, GroupedLinear, group_layers,
 from dni_utils.trainers.grouped_recurrent import PER_RUN, group_key
 from dni_utils.trainers.recurrent import DivergenceError
 from dni_utils.trainers.timescales import (
-    N_DIGITS, SYNTHETIC, DigitStream, NetworkA, NetworkB, TimescaleConfig, TimescaleData, TimescaleRun,
-    TimescaleSystem, build_system, evaluate, own_labels, summarize_window, test_stream, window_labels,
+    SYNTHETIC, DigitStream, NetworkA, NetworkB, TimescaleConfig, TimescaleData, TimescaleRun, TimescaleSystem,
+    build_system, evaluate, own_labels, summarize_window, synthesizer_context, test_stream, window_labels,
 )
 
 
@@ -197,8 +198,7 @@ class GroupedTimescaleSystem:
                 total = total + loss_t.sum()
                 messages.append(m)
                 continue
-            context = (F.one_hot(digits[t], N_DIGITS).float() if method == "cdni"  # (B, R, 10)
-                       else s_a[..., : a.hidden].detach() if method == "dni_state" else None)  # (B, R, H)
+            context = synthesizer_context(method, digits[t], own_y[t], lambda: s_a[..., : a.hidden])  # (B, R, *)
             contexts.append(context)
             (loss_t.sum() + interface.inject(m, context)).backward()  # ∂/∂m_t = scale · δ̂_t, run by run
             self.opt_a.step()

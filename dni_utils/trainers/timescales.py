@@ -19,7 +19,12 @@ methods differ only in how B's error reaches A:
   reaches each of the ``T`` messages is the regression target of the prediction made for it.
 - ``dni_state``: as ``dni``, the synthesizer also reads A's hidden state h_t as context (no label:
   everything A knows at tick t, of which the message is a 16-unit read-out).
-- ``cdni``: as ``dni``, the synthesizer also reads the digit's label (one-hot) as context.
+- ``cdni``: as ``dni``, the synthesizer also reads the digit's label (one-hot) as context. B's
+  target is a function of the window's labels (how many are >= 5), so this context all but tells
+  the synthesizer the answer: it is the paper's kind of context, and an easy one here.
+- ``cdni_own``: as ``dni``, the synthesizer reads A's own-task label (odd or even, one-hot) as
+  context: a label A is trained on that does not contain B's target (of the odd digits 3 in 5 are
+  large, of the even ones 2 in 5).
 - ``none`` (No B signal): as ``dni`` with the interface off: A learns from its own task only; B
   still learns to read whatever A sends. The lower bound that shows the interface matters.
 
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -45,10 +51,10 @@ from dni_utils.mechanism.synthesizers import MLPSynthesizer
 from dni_utils.tools.checkpoint import Checkpoint, rng_state, set_rng_state
 from dni_utils.trainers.recurrent import DivergenceError, SeriesMeter
 
-TIMESCALE_METHODS = ("bptt", "dni", "dni_state", "cdni", "none")
+TIMESCALE_METHODS = ("bptt", "dni", "dni_state", "cdni", "cdni_own", "none")
 TIMESCALE_LABELS = {"bptt": "BPTT", "dni": "DNI", "dni_state": "DNI, synthesizer reads A's state", "cdni": "cDNI",
-                    "none": "No B signal"}
-SYNTHETIC = ("dni", "dni_state", "cdni")  # the methods whose A learns from a synthetic gradient
+                    "cdni_own": "cDNI, A's own label", "none": "No B signal"}
+SYNTHETIC = ("dni", "dni_state", "cdni", "cdni_own")  # the methods whose A learns from a synthetic gradient
 N_DIGITS = 10
 LARGE = 5  # B counts the digits >= LARGE
 
@@ -63,6 +69,25 @@ def check_timescale_methods(methods: list[str]) -> list[str]:
 def own_labels(digits: torch.Tensor) -> torch.Tensor:
     """A's task at every tick: 1 if the digit is odd. digits: (t, B) -> (t, B)."""
     return digits % 2
+
+
+def context_size(method: str, hidden_a: int) -> int:
+    """How many numbers the synthesizer of ``method`` reads beside the message (0: none)."""
+    return {"cdni": N_DIGITS, "cdni_own": 2, "dni_state": hidden_a}.get(method, 0)
+
+
+def synthesizer_context(method: str, digits_t: torch.Tensor, own_y_t: torch.Tensor,
+                        hidden: Callable[[], torch.Tensor]):
+    """The synthesizer's context at one tick (None when ``method`` reads none): the one-hot digit
+    (``cdni``), the one-hot own-task label (``cdni_own``) or A's hidden state, cut from A's graph
+    (``dni_state``; ``hidden()`` gives it, called only then). Any leading shape: (B,) for one run, (B, R) for a group."""
+    if method == "cdni":
+        return F.one_hot(digits_t, N_DIGITS).float()
+    if method == "cdni_own":
+        return F.one_hot(own_y_t, 2).float()
+    if method == "dni_state":
+        return hidden().detach()
+    return None
 
 
 def window_labels(digits: torch.Tensor) -> torch.Tensor:
@@ -222,8 +247,7 @@ def train_window(system: TimescaleSystem, x: torch.Tensor, digits: torch.Tensor,
             total = total + loss_t
             messages.append(m)
             continue
-        context = (F.one_hot(digits[t], N_DIGITS).float() if method == "cdni"
-                   else s_a[:, : a.hidden].detach() if method == "dni_state" else None)
+        context = synthesizer_context(method, digits[t], own_y[t], lambda: s_a[:, : a.hidden])
         contexts.append(context)
         (loss_t + interface.inject(m, context)).backward()  # ∂/∂m_t = scale · δ̂_t (zero when off)
         _step(system.opt_a, step)
@@ -320,7 +344,7 @@ class TimescaleData:
 
 @dataclass
 class TimescaleConfig:
-    method: str = "dni"  # bptt | dni | dni_state | cdni | none
+    method: str = "dni"  # bptt | dni | dni_state | cdni | cdni_own | none
     period: int = 4  # T: B ticks every T ticks of A
     ticks: int = 20_000  # training budget in ticks (a multiple of T)
     batch_size: int = 32  # streams side by side
@@ -387,8 +411,7 @@ def build_system(cfg: TimescaleConfig, in_features: int) -> TimescaleSystem:
     torch.manual_seed(cfg.seed)
     a = NetworkA(in_features, cfg.encoder, cfg.hidden_a, cfg.message)
     b = NetworkB(cfg.period, cfg.message, cfg.hidden_b)
-    context = {"cdni": N_DIGITS, "dni_state": cfg.hidden_a}.get(cfg.method, 0)
-    synth = MLPSynthesizer(cfg.message, cfg.synth_hidden_layers, cfg.synth_hidden, context)
+    synth = MLPSynthesizer(cfg.message, cfg.synth_hidden_layers, cfg.synth_hidden, context_size(cfg.method, cfg.hidden_a))
     mode = "dni" if cfg.method in SYNTHETIC else "off"
     interface = BackwardInterface(synth, lr=cfg.synth_lr, scale=cfg.grad_scale, mode=mode)
     opt_a = torch.optim.Adam(a.parameters(), lr=cfg.lr)
