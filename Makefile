@@ -69,7 +69,7 @@ figures: venv
 	  extra=""; case "$$nb" in *02_ff_cifar10*) [ -z "$(CIFAR10)" ] || extra="-p dataset $(CIFAR10)";; esac; \
 	  echo "== $$nb (profile $(PROFILE)) $$extra"; \
 	  if $(VENV)/bin/papermill "$$nb" "$$out" --cwd notebooks -p profile $(PROFILE) $$extra; then \
-	    if [ "$(PROFILE)" = cpu ]; then $(PY) -m dni_utils.tools.executed "$$out" --out-dir $(EXECUTED) || failed="$$failed $$nb"; fi; \
+	    if [ "$(PROFILE)" = cpu ]; then $(PY) -m dni_utils.tools.executed "$$out" --out-dir $(EXECUTED) --timings results/timings/cpu.json || failed="$$failed $$nb"; fi; \
 	  else failed="$$failed $$nb"; fi; \
 	done; \
 	$(PY) -m dni_utils.tools.readme; \

@@ -1,6 +1,7 @@
 """Executed copies: cleaning removes what changes from run to run and keeps the outputs."""
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from dni_utils.tools.checkpoint import LOADED_FROM
 from dni_utils.tools.executed import (
     INJECTED_ID, WALL_CLOCK_CELL_NOTE, WALL_CLOCK_NOTE, WIDGET_MIME, UnfitCopy, clean_file, clean_notebook, main,
-    relative_to_root, unfit_fields, volatile_fields,
+    record_timing, relative_to_root, unfit_fields, volatile_fields,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,6 +117,25 @@ def test_the_command_line_cleans_into_a_folder_and_checks(executed, tmp_path, ca
     assert main([str(src), "--out-dir", str(tmp_path / "executed")]) == 0
     assert main(["--check", str(tmp_path / "executed" / "demo.ipynb")]) == 0
     assert volatile_fields(nbformat.read(src, as_version=4)), "the source must be left as it was"
+
+
+def test_the_run_time_is_kept_in_the_timings_file_not_in_the_copy(executed, tmp_path):
+    src = tmp_path / "build" / "02_demo.ipynb"
+    src.parent.mkdir()
+    nb = executed[0]
+    nb.metadata.setdefault("papermill", {}).update(duration=754.2, end_time="2026-12-03T22:00:00")
+    nbformat.write(nb, src)
+    timings = tmp_path / "timings.json"
+    timings.write_text(json.dumps({"01_other": {"minutes": 3.0, "cores": 2, "date": "2026-12-01"}}))
+    assert main([str(src), "--out-dir", str(tmp_path / "executed"), "--timings", str(timings)]) == 0
+    table = json.loads(timings.read_text())
+    assert table["02_demo"] == {"minutes": 12.6, "cores": os.cpu_count(), "date": "2026-12-03"}
+    assert table["01_other"]["minutes"] == 3.0, "other notebooks' entries are kept"
+    assert "duration" not in nbformat.read(tmp_path / "executed" / "02_demo.ipynb", as_version=4).metadata.get(
+        "papermill", {})
+    del nb.metadata["papermill"]["duration"]
+    nbformat.write(nb, src)
+    assert record_timing(src, timings) is None and json.loads(timings.read_text()) == table
 
 
 # Committed copies known not to be records of a run, each with why; strict, so a fixed copy fails

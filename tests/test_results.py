@@ -109,6 +109,16 @@ def test_the_summary_line_has_the_key_number_beside_the_paper_and_no_invented_ru
                     "[checks](results/README.md#99_demo) |")
 
 
+def test_the_run_time_comes_from_the_timings_that_make_figures_kept(tmp_path):
+    (tmp_path / "results" / "timings").mkdir(parents=True)
+    demo = _demo()
+    (tmp_path / "results" / "timings" / f"{demo['profile']}.json").write_text(
+        json.dumps({demo["notebook"]: {"minutes": 17.6, "cores": 2, "date": "2026-12-03"}}))
+    assert "| 18 min | [checks]" in readme.summary_table([demo], tmp_path)
+    (tmp_path / "results" / "timings" / f"{demo['profile']}.json").write_text(json.dumps({"other": {"minutes": 1.0}}))
+    assert "| – | [checks]" in readme.summary_table([demo], tmp_path)
+
+
 def test_results_readme_writes_every_check_in_words_beside_its_threshold_and_failed_ones_stand_out():
     text = readme.results_table([_demo(claims={"a": True, "b": False, "control": True})])
     assert "Verdict: **partly**: 1 of the 2 checks that decide it held." in text

@@ -38,11 +38,17 @@ relative to the repository root (``--root``; ``/home/me/dni/results/01.json`` be
   the parameters papermill recorded;
 - runs loaded from checkpoints instead of trained (``train_many`` prints ``N finished runs loaded
   from <dir>``): such a copy shows none of the training it reports.
+
+With ``--timings FILE`` (``make figures`` passes ``results/timings/cpu.json``), the run time that
+papermill recorded for each notebook cleaned is kept there instead, one entry per notebook (its
+minutes, the machine's cores, the day), for the README's run-time column.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -298,6 +304,24 @@ def clean_file(src: str | Path, dest: str | Path, root: str | Path | None = None
     return dest
 
 
+def record_timing(src: str | Path, timings: str | Path) -> dict | None:
+    """Keep papermill's run time of the executed notebook ``src`` in the JSON file ``timings``
+    (``{notebook: {"minutes", "cores", "date"}}``; other notebooks' entries are kept). Returns the
+    entry, or None (and changes nothing) when papermill recorded no duration."""
+    meta = nbformat.read(src, as_version=4).metadata.get("papermill", {})
+    if not meta.get("duration"):
+        return None
+    path = Path(timings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = json.loads(path.read_text()) if path.is_file() else {}
+    entry = {"minutes": round(meta["duration"] / 60, 1), "cores": os.cpu_count(),
+             "date": str(meta.get("end_time") or "")[:10]}
+    table[Path(src).stem] = entry
+    text = json.dumps(dict(sorted(table.items())), indent=1) + "\n"
+    write_atomically(path, lambda tmp: Path(tmp).write_text(text))
+    return entry
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="+", type=Path, help="executed notebooks")
@@ -306,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"the repository: absolute paths inside it that outputs show become relative to it (default: {DEFAULT_ROOT})")
     parser.add_argument("--check", action="store_true",
                         help="change nothing; exit 1 if any notebook is not clean, holds an absolute path or loaded its runs from checkpoints")
+    parser.add_argument("--timings", type=Path,
+                        help="keep each notebook's run time (papermill's) in this JSON file, e.g. results/timings/cpu.json")
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.notebooks if not p.is_file()]
     if missing:
@@ -327,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         except UnfitCopy as error:
             print(error, file=sys.stderr)
             failed = True
+            continue
+        if args.timings:
+            record_timing(path, args.timings)
     return 1 if failed else 0
 
 

@@ -124,10 +124,15 @@ def _key_numbers(result: dict, summary: verdicts.Summary) -> tuple[str, str]:
     return f"{summary.where}:<br>{' · '.join(ours)}", theirs
 
 
-def _runtime(result: dict) -> str:
-    """The notebook's run time: not recorded. Result files keep no timings, so that the same run
-    gives the same bytes, and executed copies drop the seconds their notebooks print."""
-    return "–"
+def _runtime(result: dict, root: Path | None) -> str:
+    """The notebook's run time, from ``results/timings/<profile>.json`` (``make figures`` keeps
+    papermill's there: result files keep no timings, so that the same run gives the same bytes,
+    and executed copies drop the seconds their notebooks print); "–" where none was kept."""
+    path = None if root is None else root / "results" / "timings" / f"{result['profile']}.json"
+    entry = json.loads(path.read_text()).get(result["notebook"]) if path is not None and path.is_file() else None
+    if not entry:
+        return "–"
+    return f"{entry['minutes']:.0f} min" if entry["minutes"] >= 1 else "< 1 min"
 
 
 def summary_table(results: list[dict], root: Path | None = None) -> str:
@@ -156,7 +161,7 @@ def summary_table(results: list[dict], root: Path | None = None) -> str:
             notes.append(f"† {r['notebook'][:2]}: {summary.note}.")
             verdict += " †"
         lines.append(f"| {r['notebook'][:2]} | {_cell(summary.claim)} | {verdict} | {ours} | {_cell(theirs)} | "
-                     f"{_runtime(r)} | {' · '.join(links)} |")
+                     f"{_runtime(r, root)} | {' · '.join(links)} |")
     text = "\n".join(lines) + "\n"
     if notes:
         text += "\n" + "  \n".join(notes) + "\n"
