@@ -97,6 +97,10 @@ def test_a_figure_from_the_helpers_is_small(tmp_path):
     png = savefig(grid.figure, "plot", tmp_path, "smoke")[1]
     assert png.stat().st_size < 300_000
     assert grid.axes.flat[0].get_title() == "FCN, 3 hidden layers"
+    renderer = grid.figure.canvas.get_renderer()
+    title = grid.figure._suptitle.get_window_extent(renderer)
+    assert all(title.y0 >= ax.get_tightbbox(renderer).y1 - 1e-6 for ax in grid.axes.flat), \
+        "the takeaway title must sit above every facet title"
 
 
 def test_plain_log_ticks_on_x():

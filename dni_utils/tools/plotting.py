@@ -196,5 +196,13 @@ def legend_outside(obj: plt.Axes | sns.FacetGrid, where: str = "right", **kws) -
 def takeaway(fig: plt.Figure, text: str) -> None:
     """A one-line title that says what the figure shows; where it states a number, the caller
     computes it from the run's results."""
-    placed = fig.get_layout_engine() is not None  # a constrained layout makes room for it
-    fig.suptitle(text, fontsize="medium", **({} if placed else {"y": 1.02}))
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    if isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):  # it makes room for the title
+        fig.suptitle(text, fontsize="medium")
+        return
+    # Otherwise (seaborn's grids use a tight layout) the title goes above everything the axes draw,
+    # their titles included; the saved figure's tight bounding box takes it in.
+    renderer = fig.canvas.get_renderer()
+    top = max([ax.get_tightbbox(renderer).y1 for ax in fig.axes] or [fig.bbox.y1])
+    fig.suptitle(text, fontsize="medium", y=top / fig.bbox.height + 0.01, va="bottom")
