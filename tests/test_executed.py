@@ -156,6 +156,19 @@ def test_committed_executed_copies_are_clean_records_of_real_runs(path):
     assert unfit_fields(nb) == [], f"{path.name}: rerun the notebook (python -m dni_utils.tools.executed --check says why)"
 
 
+_PAIRED = [p for p in _COMMITTED if (ROOT / "notebooks" / p.name).exists()]
+
+
+@pytest.mark.parametrize("path", _PAIRED, ids=[p.stem for p in _PAIRED])
+def test_a_committed_copy_has_its_source_notebooks_cells_in_order(path):
+    """A prose edit copied into an executed copy must land on the same cell: the copy has papermill's
+    parameters cell besides the source's, so indices are off by one there."""
+    def kinds(nb):
+        return [c.cell_type for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    copy, source = nbformat.read(path, as_version=4), nbformat.read(ROOT / "notebooks" / path.name, as_version=4)
+    assert kinds(copy) == kinds(source), f"{path.name}: its cells are not the source's; rerun the notebook"
+
+
 def test_every_known_unfit_copy_is_committed():
     assert set(_KNOWN_UNFIT) <= {p.name for p in _COMMITTED}
 
