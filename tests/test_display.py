@@ -23,3 +23,19 @@ def test_settings_show_as_a_short_table_with_long_values_wrapped_on_rows_of_thei
 def test_bad_sizes_are_refused(kw, message):
     with pytest.raises(ValueError, match=message):
         settings_table({"a": 1}, **kw)
+
+
+def test_rounded_shows_numpy_floats_as_short_plain_floats_and_keeps_the_rest():
+    import numpy as np
+
+    from dni_utils.tools.display import rounded
+
+    value = {"gap": {3: np.float64(0.2450000000000001), 6: np.float64(-0.16999999999999993)},
+             "cos": [0.3881012052297592, np.float32(0.25)], "held": True, "n": np.int64(3), "name": "grad",
+             "pair": (1.23456, 2)}
+    out = rounded(value)
+    assert out == {"gap": {3: 0.245, 6: -0.17}, "cos": [0.388, 0.25], "held": True, "n": 3, "name": "grad",
+                   "pair": (1.235, 2)}
+    assert "np." not in repr(out) and type(out["gap"][3]) is float and out["held"] is True
+    with pytest.raises(ValueError, match="digits"):
+        rounded(1.0, digits=-1)

@@ -42,3 +42,22 @@ def settings_table(settings: dict, columns: int = 3, width: int = 36) -> pd.Data
     frame = pd.DataFrame(rows, columns=pd.Index(header))
     frame.index = [""] * len(frame)
     return frame
+
+
+def rounded(value, digits: int = 3):
+    """``value`` (nested dicts, lists, tuples of numbers) with every float, numpy's included, as a
+    plain Python float rounded to ``digits`` decimals, so that a notebook shows 0.245, not
+    ``np.float64(0.2450000000000001)``; booleans, integers and strings are kept as they are."""
+    import numbers
+
+    if not isinstance(digits, int) or isinstance(digits, bool) or digits < 0:
+        raise ValueError(f"digits={digits!r} is invalid: expected a non-negative integer")
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(rounded(v, digits) for v in value)
+    if isinstance(value, numbers.Integral):  # bool and numpy integers included
+        return value.item() if hasattr(value, "item") else value
+    if isinstance(value, numbers.Real):
+        return round(float(value), digits)
+    return value
