@@ -1,7 +1,7 @@
 # make test      set up .venv (first time) and run the unit tests and every notebook at the smoke profile
 # make figures   run every notebook through papermill (PROFILE=smoke|cpu|paper, default cpu), then the README;
 #                at cpu the executed notebooks are also kept, cleaned, under executed/;
-#                CIFAR10=cifar10-jpeg runs notebook 02 on the JPEG-folder copy of CIFAR-10
+#                CIFAR10=cifar10-jpeg runs notebooks 02 and 10 on the JPEG-folder copy of CIFAR-10
 # make dryrun    the paper-profile dry runs: one step of every paper-size configuration of every notebook
 # make bench     time Bprop / DNI / cDNI training steps (DEVICE=cpu|cuda|auto), the cost of per-step host reads, the Copy loop,
 #                and grouped feed-forward, Copy, language-model and two-timescale runs against runs one after another
@@ -66,7 +66,8 @@ figures: venv
 	@mkdir -p build/$(PROFILE)
 	@failed=""; for nb in $(NOTEBOOKS); do \
 	  out="build/$(PROFILE)/$$(basename $$nb)"; \
-	  extra=""; case "$$nb" in *02_ff_cifar10*) [ -z "$(CIFAR10)" ] || extra="-p dataset $(CIFAR10)";; esac; \
+	  extra=""; case "$$nb" in *02_ff_cifar10*) [ -z "$(CIFAR10)" ] || extra="-p dataset $(CIFAR10)";; \
+	    *10_ff_budget*) [ -z "$(CIFAR10)" ] || extra="-p cifar10_dataset $(CIFAR10)";; esac; \
 	  echo "== $$nb (profile $(PROFILE)) $$extra"; \
 	  if $(VENV)/bin/papermill "$$nb" "$$out" --cwd notebooks -p profile $(PROFILE) $$extra; then \
 	    if [ "$(PROFILE)" = cpu ]; then $(PY) -m dni_utils.tools.executed "$$out" --out-dir $(EXECUTED) --timings results/timings/cpu.json || failed="$$failed $$nb"; fi; \

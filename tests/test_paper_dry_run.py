@@ -29,10 +29,12 @@ FAST = [
     ("07_two_timescales", dict(dataset="mnist-5k", seeds=[0])),
     ("08_parallel_decoupled", dict(dataset="mnist-5k", seeds=[0])),
     ("09_ff_dni_diagnosis", dict(dataset="mnist-5k", seeds=[0])),
+    ("10_ff_budget", dict(mnist_dataset="mnist-5k", cases=["mnist-fcn-3", "mnist-fcn-6"], seeds=[0])),
 ]
 SLOW = [
     ("01_ff_mnist", dict(dataset="mnist-5k", archs=["cnn"], seeds=[0])),
     ("02_ff_cifar10", dict(dataset="cifar10-standin", archs=["cnn"], seeds=[0])),
+    ("10_ff_budget", dict(cifar10_dataset="cifar10-standin", cases=["cifar10-cnn-3"], seeds=[0])),
     ("06_ptb_char", dict(dataset="markov", seeds=[0])),
 ]
 
