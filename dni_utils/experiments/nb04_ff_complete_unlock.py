@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import torch
 
 from dni_utils.data.images import Dataset
-from dni_utils.experiments import verdicts
+from dni_utils.experiments import ffgrid, verdicts
 from dni_utils.tools.checkpoint import Checkpoint
 from dni_utils.trainers.feedforward import FFConfig, FFRun, train_ff
 from dni_utils.trainers.unlock import UnlockConfig, UnlockRun, train_unlock
@@ -33,6 +33,10 @@ UNLOCK_PROFILES: dict[str, dict] = {
         grad_synth_hidden=1024, input_synth_hidden_layers=1, input_synth_hidden=512, synth_hidden_layers=1,
         synth_hidden=256, log_every=300, max_error=15.0, compose_slack=2.0, max_input_error=0.5,
         assert_claims=True,
+        # DNI without context compared at notebook 01's cpu settings for it: layers at Adam 1e-4,
+        # synthesizers at 1e-3, one hidden layer of 1024 units (at one rate of 1e-3 for both and
+        # 1 x 256, its synthesizers could not keep up with the layers: 17.9% error here)
+        compare_settings={"dni": dict(lr=1e-4, synth_lr=1e-3, synth_hidden=1024)},
     ),
     "paper": dict(
         dataset="mnist", depth=4, compare=["bprop", "dni", "cdni"], steps=500_000, batch_size=256, width=256,
@@ -41,6 +45,14 @@ UNLOCK_PROFILES: dict[str, dict] = {
         max_input_error=0.2, assert_claims=True,
     ),
 }
+
+
+def compare_config(settings: dict, method: str, seed: int) -> FFConfig:
+    """The FFConfig of a method compared beside the complete unlock: the profile's sizes, with that
+    method's own settings where the profile gives them (``compare_settings[method]``)."""
+    own = settings.get("compare_settings", {}).get(method, {})
+    merged = {**settings, "fcn": {**settings.get("fcn", {}), **own}}
+    return ffgrid.config_for(merged, "fcn", settings["depth"], method, seed)
 
 
 _UNLOCK_KEYS = ("depth", "width", "steps", "batch_size", "lr", "grad_synth_hidden", "input_synth_hidden_layers",
