@@ -244,3 +244,12 @@ def test_checks_named_after_the_grid_ran_are_recorded_in_the_result_file_and_mar
     assert verdicts.named_after_grid(cpu, nb06_ptb_char.SUMMARY) == {"dni_aux_beats_bptt_at_T2"}
     table = readme.results_table([cpu])
     assert table.count("asserted (named after the grid ran)") == 1 and table.count(", asserted |") == 1
+
+
+def test_a_result_on_several_data_sets_names_each_of_them():
+    from dni_utils.tools.readme import _data
+    mnist = {"dataset": "mnist", "label": "MNIST", "n_train": 60000, "n_test": 10000, "reduced": False}
+    standin = {"dataset": "cifar10-standin", "n_train": 10000, "n_test": 2000, "synthetic": True}
+    assert _data({"data": mnist}) == "MNIST (60,000 train / 10,000 test)"
+    assert _data({"data": {"mnist": mnist, "cifar10": standin}}) == (
+        "MNIST (60,000 train / 10,000 test); cifar10-standin (10,000 train / 2,000 test), synthetic stand-in")

@@ -50,7 +50,15 @@ def _reproduced(row: dict) -> str:
 
 
 def _data(result: dict) -> str:
+    """The result's data in words: one data set's ``describe()``, or ``{role: describe()}`` for a
+    notebook that trains on several (notebook 10)."""
     d = result["data"]
+    if "dataset" not in d:
+        return "; ".join(_one_data(one) for one in d.values())
+    return _one_data(d)
+
+
+def _one_data(d: dict) -> str:
     text = f"{d.get('label') or d['dataset']} ({d['n_train']:,} train / {d['n_test']:,} test)"
     if d.get("synthetic"):
         text += ", synthetic stand-in"
