@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 NUMBER = r"(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?"
-PAIR = re.compile(rf"{NUMBER}\s*±\s*{NUMBER}")
+PAIR = re.compile(rf"([−+-]?){NUMBER}\s*±\s*{NUMBER}")  # a sign written against the number counts
 
 
 def stated_pairs(nb: Path) -> list[tuple[str, float, float, int]]:
@@ -21,9 +21,9 @@ def stated_pairs(nb: Path) -> list[tuple[str, float, float, int]]:
         if cell["cell_type"] != "markdown":
             continue
         for m in PAIR.finditer("".join(cell["source"])):
-            a = float(m.group(1).replace(",", "") + (m.group(2) or ""))
-            b = float(m.group(3).replace(",", "") + (m.group(4) or ""))
-            out.append((m.group(0), a, b, len(m.group(2) or ".")-1))
+            a = float(m.group(2).replace(",", "") + (m.group(3) or "")) * (-1 if m.group(1) in "−-" and m.group(1) else 1)
+            b = float(m.group(4).replace(",", "") + (m.group(5) or ""))
+            out.append((m.group(0), a, b, len(m.group(3) or ".")-1))
     return out
 
 
@@ -69,4 +69,5 @@ def test_the_check_catches_a_number_that_moved():
     pairs = [(0.05253, 0.0002), (1866.67, 230.9)]
     assert _matches(5.25, 0.02, 2, pairs) and _matches(1867, 231, 0, pairs)
     assert not _matches(5.26, 0.02, 2, pairs) and not _matches(5.25, 0.03, 2, pairs)
+    assert _matches(-0.33, 0.17, 2, [(-0.3312, 0.171)]) and not _matches(0.33, 0.17, 2, [(-0.3312, 0.171)])
     assert len(CASES) >= 5  # the notebooks do state numbers that this test reads
