@@ -20,13 +20,14 @@ from dni_utils.trainers.unlock import UnlockConfig, UnlockRun, train_unlock
 #: complete unlock, with the same sizes. The claims (test error in %): the composed network's final
 #: error at most ``max_error``; it at most ``compose_slack`` above the error of the output layer on
 #: its synthetic input (the layers, trained apart, work together); every synthetic input's relative
-#: error at most ``max_input_error``.
+#: error at most ``max_input_error``. ``compare_settings[method]``: FFConfig fields of one compared
+#: method that differ from the profile's (none: the profile's sizes for every method).
 UNLOCK_PROFILES: dict[str, dict] = {
     "smoke": dict(
         dataset="mnist-5k", depth=3, compare=["bprop", "dni", "cdni"], steps=60, batch_size=64, width=64, lr=1e-3,
         grad_synth_hidden=64, input_synth_hidden_layers=1, input_synth_hidden=64, synth_hidden_layers=1,
         synth_hidden=64, log_every=20, max_error=100.0, compose_slack=100.0, max_input_error=10.0,
-        assert_claims=False,
+        assert_claims=False, compare_settings={},
     ),
     "cpu": dict(
         dataset="mnist", depth=4, compare=["bprop", "dni", "cdni"], steps=3000, batch_size=128, width=256, lr=1e-3,
@@ -42,7 +43,7 @@ UNLOCK_PROFILES: dict[str, dict] = {
         dataset="mnist", depth=4, compare=["bprop", "dni", "cdni"], steps=500_000, batch_size=256, width=256,
         lr=3e-5, grad_synth_hidden=1024, input_synth_hidden_layers=2, input_synth_hidden=1024,
         synth_hidden_layers=2, synth_hidden=1024, log_every=5000, max_error=3.0, compose_slack=0.5,
-        max_input_error=0.2, assert_claims=True,
+        max_input_error=0.2, assert_claims=True, compare_settings={},
     ),
 }
 
