@@ -21,7 +21,7 @@ def stated_pairs(nb: Path) -> list[tuple[str, float, float, int]]:
         if cell["cell_type"] != "markdown":
             continue
         for m in PAIR.finditer("".join(cell["source"])):
-            a = float(m.group(2).replace(",", "") + (m.group(3) or "")) * (-1 if m.group(1) in "−-" and m.group(1) else 1)
+            a = float(m.group(2).replace(",", "") + (m.group(3) or "")) * (-1 if m.group(1) in ("−", "-") else 1)
             b = float(m.group(4).replace(",", "") + (m.group(5) or ""))
             out.append((m.group(0), a, b, len(m.group(3) or ".")-1))
     return out

@@ -171,7 +171,8 @@ def configs(settings: dict, data_role: str | None = None) -> dict[Key, FFConfig]
 
 def run_budgets(settings: dict, datasets: dict[str, Dataset], progress: bool = True,
                 options: RunOptions | None = None) -> dict[Key, FFRun]:
-    """Train every (case, budget, method, seed), one ``train_many`` per data set."""
+    """Train every (case, budget, method, seed), one ``train_many`` per data set; the runs in the
+    order they trained (``errors_frame`` puts them in the order of the cases)."""
     runs: dict[Key, FFRun] = {}
     for role, data in datasets.items():
         cfgs = configs(settings, role)
@@ -179,8 +180,7 @@ def run_budgets(settings: dict, datasets: dict[str, Dataset], progress: bool = T
             trained = train_many(list(cfgs.values()), data, workers=settings["workers"], progress=progress,
                                  desc=f"{role} runs", options=options)
             runs.update(zip(cfgs, trained))
-    order = {c["name"]: i for i, c in enumerate(settings["cases"])}
-    return {k: runs[k] for k in sorted(runs, key=lambda k: (order[k[0]], k[1], METHODS.index(k[2]), k[3]))}
+    return runs
 
 
 def errors_frame(runs: dict[Key, FFRun], settings: dict) -> pd.DataFrame:
@@ -210,10 +210,10 @@ def fit_trend(budgets: Sequence[float], gaps: Sequence[float]) -> dict:
     otherwise)."""
     x = [math.log2(b) for b in budgets]
     n = len(x)
+    if len(set(x)) < 2:
+        raise ValueError("fit_trend needs points at two or more budgets")
     mx, my = sum(x) / n, sum(gaps) / n
     sxx = sum((v - mx) ** 2 for v in x)
-    if n < 2 or sxx == 0:
-        raise ValueError("fit_trend needs points at two or more budgets")
     slope = sum((a - mx) * (g - my) for a, g in zip(x, gaps)) / sxx
     intercept = my - slope * mx
     se = None
