@@ -14,6 +14,7 @@ from dni_utils.tools.plotting import (
     legend_outside,
     method_kws,
     method_palette,
+    log_ticks_at,
     plain_log_axis,
     savefig,
     set_style,
@@ -110,6 +111,18 @@ def test_plain_log_ticks_on_x():
     fig.canvas.draw()
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert "0.1" in labels and not any("10^" in t or "times" in t for t in labels)
+
+
+def test_log_ticks_sit_at_the_given_values():
+    fig, ax = plt.subplots()
+    ax.plot([250, 500, 1000, 2000, 4000], [5, 4, 3, 2, 1])
+    log_ticks_at(ax, [250, 500, 1000, 2000, 4000])
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert labels == ["250", "500", "1,000", "2,000", "4,000"]
+    assert not [t for t in ax.get_xticklabels(minor=True) if t.get_text()]
+    with pytest.raises(ValueError, match="values="):
+        log_ticks_at(ax, [0, 10])
 
 
 def test_a_busy_figure_is_written_at_a_lower_resolution(tmp_path):

@@ -15,7 +15,7 @@ if not os.environ.get("MPLBACKEND"):
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, NullLocator  # noqa: E402
 
 # Fixed metadata so that regenerated files do not churn in git.
 _METADATA = {
@@ -170,6 +170,22 @@ def plain_log_axis(ax: plt.Axes, axis: str = "y") -> None:
         which.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         which.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1.2, 0.4)))
         ax.tick_params(axis=name, which="minor", labelsize="x-small")
+
+
+def log_ticks_at(ax: plt.Axes, values, axis: str = "x", base: float = 2) -> None:
+    """Log scale on ``axis`` with its ticks at ``values`` (the points where the data sit, e.g. the
+    training budgets 250, 500, 1,000), written with thousands separators, and no minor ticks: a
+    reader reads the budgets off the axis instead of the powers of ``base`` between them."""
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis={axis!r} is unknown: expected x or y")
+    values = sorted({float(v) for v in values})
+    if not values or values[0] <= 0:
+        raise ValueError(f"values={values!r} are invalid: expected positive numbers")
+    getattr(ax, f"set_{axis}scale")("log", base=base)
+    which = getattr(ax, f"{axis}axis")
+    which.set_major_locator(FixedLocator(values))
+    which.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:g}"))
+    which.set_minor_locator(NullLocator())
 
 
 def facet_titles(grid: sns.FacetGrid, row: str = "{row_name}", col: str = "{col_name}") -> None:
