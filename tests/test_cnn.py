@@ -165,6 +165,14 @@ def test_claims_are_judged_per_architecture_and_asserted_where_the_profile_says(
         "cnn nobprop_far_worse": True,
     }
     assert failed_asserted_claims(checks, dict(settings, assert_claims=True)) == ["cnn dni_near_bprop"]
+    # DNI beating No Bprop is judged only where a margin is set (here for the CNN alone): DNI 17%
+    # against No Bprop's 21% there
+    margin = claims_by_arch(runs, dict(settings, near_points=3.0, nobprop_margin=5.0, cdni_slack=0.5,
+                                       cnn=dict(settings["cnn"], dni_margin=3.0)))
+    assert margin == {**checks, "cnn dni_beats_nobprop": True}
+    margin = claims_by_arch(runs, dict(settings, near_points=3.0, nobprop_margin=5.0, cdni_slack=0.5,
+                                       cnn=dict(settings["cnn"], dni_margin=5.0)))
+    assert margin["cnn dni_beats_nobprop"] is False
     assert failed_asserted_claims(checks, dict(settings, assert_claims=False)) == []
     off = dict(settings, assert_claims=True, cnn=dict(assert_claims=False))
     assert failed_asserted_claims(checks, off) == []

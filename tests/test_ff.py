@@ -140,9 +140,12 @@ def test_claims_are_judged_on_the_final_errors(tiny_data):
     got = claims(runs, near_points=3.0, nobprop_margin=5.0, cdni_slack=0.5)
     assert got == {"dni_near_bprop": True, "cdni_near_bprop": True, "cdni_at_least_dni": True,
                    "nobprop_far_worse": True, "nobprop_worse_with_depth": True}
+    assert claims(runs, 3.0, 5.0, 0.5, dni_margin=10.0)["dni_beats_nobprop"] is True  # 14 and 15 points
+    assert claims(runs, 3.0, 5.0, 0.5, dni_margin=14.5)["dni_beats_nobprop"] is False  # 14 at depth 1
     runs[("fcn", 2, "dni", 0)].test_error = 0.20
     assert claims(runs, 3.0, 5.0, 0.5)["dni_near_bprop"] is False
     assert claims(runs, 3.0, 5.0, 0.5)["cdni_at_least_dni"] is True
+    assert claims(runs, 3.0, 5.0, 0.5, dni_margin=3.0)["dni_beats_nobprop"] is False  # 2 points at depth 2
 
 
 def test_seeds_give_one_run_each_and_claims_use_means_and_spread(tiny_data):

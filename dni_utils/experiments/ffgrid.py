@@ -120,7 +120,9 @@ def final_errors(runs: dict[Key, FFRun], stat: str = "mean") -> pd.DataFrame:
     return table.reindex(sorted(table.index, key=lambda am: (am[0], order.index(am[1]))))
 
 
-def claims(runs: dict[Key, FFRun], near_points: float, nobprop_margin: float, cdni_slack: float) -> dict[str, bool]:
+def claims(
+    runs: dict[Key, FFRun], near_points: float, nobprop_margin: float, cdni_slack: float, dni_margin: float | None = None,
+) -> dict[str, bool]:
     """The paper's qualitative claims, judged on the mean final test errors over seeds (in
     percentage points); a claimed difference must also exceed the spread (``clearly_above``):
 
@@ -129,7 +131,10 @@ def claims(runs: dict[Key, FFRun], near_points: float, nobprop_margin: float, cd
     - ``nobprop_far_worse``: No Bprop's error at least ``nobprop_margin`` above Bprop's, beyond the
       spread, every cell;
     - ``nobprop_worse_with_depth``: No Bprop's error at the largest depth above that at the smallest,
-      beyond the spread, for every architecture run at more than one depth.
+      beyond the spread, for every architecture run at more than one depth;
+    - ``dni_beats_nobprop`` (only where ``dni_margin`` is given): DNI's error at least ``dni_margin``
+      below No Bprop's, beyond the spread, every cell: DNI's synthetic gradients train the hidden
+      layers to something better than the random features No Bprop keeps.
 
     A claim whose methods were not run is left out.
     """
@@ -154,6 +159,10 @@ def claims(runs: dict[Key, FFRun], near_points: float, nobprop_margin: float, cd
             out["nobprop_worse_with_depth"] = all(
                 clearly_above(errs[(a, depths[a][-1], "nobprop")], errs[(a, depths[a][0], "nobprop")]) for a in deep
             )
+    if dni_margin is not None and {"dni", "nobprop"} <= have:
+        out["dni_beats_nobprop"] = all(
+            clearly_above(errs[(a, d, "nobprop")], errs[(a, d, "dni")], dni_margin) for a, d in cells
+        )
     return out
 
 
@@ -164,7 +173,7 @@ def claims_by_arch(runs: dict[Key, FFRun], settings: dict) -> dict[str, bool]:
     for arch in dict.fromkeys(k[0] for k in runs):
         s = {**settings, **settings.get(arch, {})}
         sub = {k: r for k, r in runs.items() if k[0] == arch}
-        got = claims(sub, s["near_points"], s["nobprop_margin"], s["cdni_slack"])
+        got = claims(sub, s["near_points"], s["nobprop_margin"], s["cdni_slack"], s.get("dni_margin"))
         out.update({f"{arch} {name}": held for name, held in got.items()})
     return out
 
@@ -245,7 +254,7 @@ def _depth_trend(result: dict, groups: dict) -> str | None:
 
 
 #: The thresholds of ``claims``, in percentage points of test error.
-_THRESHOLDS = ("near_points", "nobprop_margin", "cdni_slack")
+_THRESHOLDS = ("near_points", "nobprop_margin", "cdni_slack", "dni_margin")
 
 
 def ff_checks(paper: dict[str, str]) -> dict[str, verdicts.Check]:
@@ -258,7 +267,7 @@ def ff_checks(paper: dict[str, str]) -> dict[str, verdicts.Check]:
         def words(template: str, arch: str = arch, name: str = name) -> Callable[[dict, dict], str]:
             def text(result: dict, groups: dict) -> str:
                 settings = _arch_settings(result, arch)
-                return template.format(arch=name, **{k: verdicts.points(settings[k]) for k in _THRESHOLDS})
+                return template.format(arch=name, **{k: verdicts.points(settings[k]) for k in _THRESHOLDS if k in settings})
             return text
 
         out.update({
@@ -279,6 +288,10 @@ def ff_checks(paper: dict[str, str]) -> dict[str, verdicts.Check]:
                 words("No Bprop's mean test error at the deepest network above that at the shallowest, beyond the "
                       "seed spread ({arch})"),
                 _depth_trend, "worse the deeper the network"),
+            f"(?P<arch>{arch}) dni_beats_nobprop": verdicts.Check(
+                words("DNI's mean test error at least {dni_margin} below No Bprop's and beyond the seed spread, "
+                      "at every depth ({arch})"),
+                _extreme_gap("nobprop", "dni", largest=False), "far better than No Bprop"),
         })
     return out
 
