@@ -31,6 +31,7 @@ def test_auto_is_the_cpu_without_cuda_and_the_result_records_it():
         pytest.skip("this machine has CUDA")
     assert resolve_device("auto") == torch.device("cpu") and resolve_device("cpu") == torch.device("cpu")
     assert environment(resolve_device("auto"))["device"] == "cpu" == device_name(torch.device("cpu"))
+    assert environment("cpu")["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 @pytest.mark.parametrize(

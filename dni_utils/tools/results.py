@@ -26,14 +26,18 @@ REQUIRED_KEYS = ("notebook", "title", "profile", "claim", "claims", "params", "d
 
 
 def environment(device: torch.device | str) -> dict[str, Any]:
-    """What ran the notebook: the versions, and the device its runs actually used (``cpu``, or
-    ``cuda (<GPU model>)``), whatever else the machine has."""
+    """What ran the notebook: the versions, the device its runs actually used (``cpu``, or
+    ``cuda (<GPU model>)``), whatever else the machine has, and the CPU kernels torch dispatched to
+    (``cpu_capability``: AVX2, AVX512, ...). Machines whose kernels differ sum floats in different
+    orders, so the same seed can end at other numbers there (a recurrent run most visibly: its
+    errors compound over the steps)."""
     from dni_utils.tools.device import device_name
 
     return {
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": device_name(torch.device(device)),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 
 
