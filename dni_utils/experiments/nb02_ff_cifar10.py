@@ -27,7 +27,7 @@ FF_CIFAR10_PROFILES: dict[str, dict] = {
         # these rates, a lead of 5.4 / 3.9 points, hence the CNN's dni_margin of 3 points at every
         # depth, named before this grid ran. At 1e-3 for both (the earlier setting) DNI was better
         # (50.4 %) but No Bprop's output layer nearly caught up (52.1 %); twice the filters made
-        # No Bprop the better. Three seeds, about 15 minutes each on 2 cores. DNI without label
+        # No Bprop the better. Three seeds: 30 minutes on 2 cores (72 runs). DNI without label
         # context stays far from Bprop at this budget (notebook 09), so the claims that compare
         # it with Bprop are reported, not asserted.
         dataset="cifar10", archs=["fcn", "cnn"], depths=[3, 4, 5, 6], methods=list(METHODS), steps=2000,
