@@ -73,10 +73,11 @@ BUDGET_PROFILES: dict[str, dict] = {
         # 6-layer FCN skips 2,000 steps: its DNI and cDNI steps (six 2 x 1024 synthesizers, about
         # 130 ms on one core) make it the dearest case, and 2,000 steps is notebook 01's own
         # budget. The first grid (the 3-layer FCN up to 8,000 steps, the CNN at Adam 1e-3, the
-        # 6-layer FCN at 2,000 too) took 75 minutes on 2 cores: MNIST 57, CIFAR-10 18; this one is
-        # sized from it for about 55. The synthesizers at 1e-3, 10x the layers: a pilot at 3e-3
-        # (the ratio of 30 that notebook 09 found a little better for the 1 x 256 synthesizer)
-        # ended at 6.68% against 5.62% for the 2 x 1024 one (3 layers, 2,000 steps, seed 0).
+        # 6-layer FCN at 2,000 too) took 75 minutes on 2 cores: MNIST 57, CIFAR-10 18; this one
+        # was sized from it for about 55 and took 53. The synthesizers at 1e-3, 10x the layers: a
+        # pilot at 3e-3 (the ratio of 30 that notebook 09 found a little better for the 1 x 256
+        # synthesizer) ended at 6.68% against 5.62% for the 2 x 1024 one (3 layers, 2,000 steps,
+        # seed 0).
         mnist="mnist", cifar10="cifar10", seeds=[0, 1], slope_sigmas=2.0, workers=0,
         assert_claims=["bprop_improves_with_budget"],
         cases=[
