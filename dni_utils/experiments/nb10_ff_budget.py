@@ -26,6 +26,7 @@ import pandas as pd
 
 from dni_utils.data.images import Dataset
 from dni_utils.experiments import verdicts
+from dni_utils.experiments.nb02_ff_cifar10 import FF_CIFAR10_PROFILES
 from dni_utils.experiments.profiles import asserts, check_seeds, select_profile
 from dni_utils.experiments.stats import clearly_above, mean_sd, seed_summary
 from dni_utils.mechanism.models import ARCHS
@@ -43,12 +44,15 @@ _FCN_CPU = dict(
     # 2,000 steps; with 1 x 1024, 6.19%)
     width=256, batch_size=256, lr=1e-4, synth_lr=1e-3, synth_hidden_layers=2, synth_hidden=1024,
 )
-_CNN_CPU = dict(
-    # notebook 02's cpu CNN: 16 filters, Adam 1e-4 for the layers and 1e-3 for the synthesizers,
-    # linear conv synthesizers, an MLP synthesizer (1 x 1024) at the last interface
-    width=16, batch_size=64, lr=1e-4, synth_lr=1e-3, conv_synth_hidden_layers=0, conv_synth_channels=16,
-    conv_top_synth="mlp", synth_hidden_layers=1, synth_hidden=1024,
-)
+#: Keys of notebook 02's per-architecture settings that are not FFConfig fields of the CNN itself.
+_GRID_ONLY = ("depths", "steps", "log_every", "dni_margin", "assert_claims")
+_CNN_CPU = {
+    # notebook 02's cpu CNN, taken from its profile so the two stay one set-up: 16 filters, Adam
+    # 1e-4 for the layers and 1e-3 for the synthesizers, linear conv synthesizers, an MLP
+    # synthesizer (1 x 1024) at the last interface
+    **{k: v for k, v in FF_CIFAR10_PROFILES["cpu"]["cnn"].items() if k not in _GRID_ONLY},
+    **{k: FF_CIFAR10_PROFILES["cpu"][k] for k in ("synth_hidden_layers", "synth_hidden")},
+}
 
 #: Settings per profile. ``cases``: what to train (``budgets`` in training steps, increasing;
 #: ``config``: FFConfig fields); ``slope_sigmas``: how many standard errors below 0 a slope must
